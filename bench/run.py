@@ -12,7 +12,7 @@ Sources of measurements, all in one run:
 Within a group, impls whose name starts with "actorbus" are ours; every other
 impl is a peer, and each shared metric gets a ratio "how many times better
 ours is" (higher-is-better metrics: ours/peer; lower-is-better: peer/ours).
-bench/targets.json lists the targets; the table marks each met or missed.
+bench/<module>/targets.json list the targets; the table marks each met or missed.
 Outputs bench/results.md, bench/results.json and bench/results.png.
 """
 import argparse
@@ -103,11 +103,10 @@ def compare(records):
 
 
 def check_targets(records, rows):
-    path = os.path.join(HERE, "targets.json")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        targets = json.load(f)
+    targets = []
+    for path in sorted(glob.glob(os.path.join(HERE, "*", "targets.json"))):
+        with open(path) as f:
+            targets += json.load(f)
     results = []
     for t in targets:
         got = None

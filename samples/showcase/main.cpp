@@ -1,46 +1,17 @@
 // The showcase: every actorbus capability working together in one program.
-// `./dev demo` runs it. Each capability adds its part here as it lands.
+// `./dev demo` runs it. Each capability adds a <capability>_part.cpp here.
 
-#include "actorbus/runtime/call.hpp"
 #include "actorbus/runtime/log.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
-#include <caf/event_based_actor.hpp>
-#include <caf/settings.hpp>
+#include "showcase.hpp"
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
-#include <string>
 
-using namespace std::chrono_literals;
 namespace rt = actorbus::runtime;
-
-namespace {
-
-caf::behavior greeter() {
-  return {[](const std::string& who) { return "hello, " + who; }};
-}
-
-int run_runtime_part(rt::runtime& sys) {
-  auto threads =
-      caf::get_or(sys.config().content, "scheduler.max-threads", size_t{0});
-  fmt::print("runtime: started with {} scheduler threads\n", threads);
-  auto hello = sys.spawn(greeter);
-  if (!hello || sys.names().put("greeter", *hello))
-    return 1;
-  auto reply = rt::call<std::string>(sys.system(), sys.names().get("greeter"),
-                                     1s, std::string{"actorbus"});
-  if (!reply) {
-    fmt::print("registry: request failed: {}\n",
-               sys.system().render(reply.error()));
-    return 1;
-  }
-  fmt::print("registry: 'greeter' answered: {}\n", *reply);
-  return 0;
-}
-
-} // namespace
 
 int main(int argc, char** argv) {
   rt::runtime_config cfg;
@@ -52,8 +23,16 @@ int main(int argc, char** argv) {
   if (cfg.cli_helptext_printed)
     return 0;
   rt::runtime sys{std::move(cfg)};
-  if (auto rc = run_runtime_part(sys))
-    return rc;
+  auto parts = showcase::parts();
+  std::sort(parts.begin(), parts.end(),
+            [](auto& x, auto& y) { return x.order < y.order; });
+  for (auto& p : parts) {
+    fmt::print("--- {} ---\n", p.name);
+    if (auto rc = p.run(sys)) {
+      fmt::print("showcase: part '{}' failed ({})\n", p.name, rc);
+      return rc;
+    }
+  }
   auto report = sys.shutdown();
   fmt::print("shutdown: graceful in {:.1f} ms (exited {}, killed {}, "
              "abandoned {})\n",

@@ -129,14 +129,15 @@ TEST_F(runtime_test, names_are_dropped_at_shutdown) {
 }
 
 TEST_F(runtime_test, tracked_actors_leave_the_count_when_they_exit) {
-  auto worker = sut.spawn(echo);
-  ASSERT_TRUE(worker);
-  EXPECT_EQ(sut.tracked(), 1u);
   caf::scoped_actor self{sut.system()};
-  self->monitor(*worker);
-  caf::anon_send_exit(*worker, caf::exit_reason::user_shutdown);
+  auto worker = sut.system().spawn(echo);
+  // CAF runs exit hooks newest first: monitoring before tracking makes the
+  // untrack hook run before the down message is sent.
+  self->monitor(worker);
+  sut.track(worker);
+  EXPECT_EQ(sut.tracked(), 1u);
+  caf::anon_send_exit(worker, caf::exit_reason::user_shutdown);
   self->receive([](caf::down_msg&) {},
                 caf::after(5s) >> [] { FAIL() << "no down message"; });
-  // The exit hook that untracks runs before the down message is sent.
   EXPECT_EQ(sut.tracked(), 0u);
 }
