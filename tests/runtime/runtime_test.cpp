@@ -1,7 +1,9 @@
 #include "actorbus/runtime/call.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include <caf/after.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <gtest/gtest.h>
