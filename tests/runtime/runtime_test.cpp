@@ -62,7 +62,8 @@ TEST_F(runtime_test, a_named_actor_answers_a_request) {
 TEST_F(runtime_test, shutdown_asks_actors_to_exit_with_user_shutdown) {
   auto reason = std::make_shared<std::promise<caf::error>>();
   auto fut = reason->get_future();
-  ASSERT_TRUE(sut.spawn(polite, reason));
+  auto hdl = sut.spawn(polite, reason);
+  ASSERT_TRUE(hdl);
   auto report = sut.shutdown(2s);
   ASSERT_EQ(fut.wait_for(0s), std::future_status::ready);
   EXPECT_EQ(fut.get(), caf::exit_reason::user_shutdown);
