@@ -1,0 +1,61 @@
+#include "actorbus/ipc/error.hpp"
+
+#include <caf/message.hpp>
+#include <caf/sec.hpp>
+
+namespace actorbus::ipc {
+
+const char* to_string(errc x) noexcept {
+  switch (x) {
+  case errc::timeout:
+    return "timeout";
+  case errc::peer_dead:
+    return "peer_dead";
+  case errc::peer_closed:
+    return "peer_closed";
+  case errc::frame_too_large:
+    return "frame_too_large";
+  case errc::corrupt_frame:
+    return "corrupt_frame";
+  case errc::already_exists:
+    return "already_exists";
+  case errc::not_found:
+    return "not_found";
+  case errc::permission_denied:
+    return "permission_denied";
+  case errc::incompatible:
+    return "incompatible";
+  case errc::busy:
+    return "busy";
+  case errc::invalid_argument:
+    return "invalid_argument";
+  case errc::system_error:
+    return "system_error";
+  }
+  return "unknown";
+}
+
+caf::error make_error(errc x) {
+  return caf::error{static_cast<uint8_t>(x), error_category};
+}
+
+caf::error make_error(errc x, std::string what) {
+  return caf::error{static_cast<uint8_t>(x), error_category,
+                    caf::make_message(std::move(what))};
+}
+
+std::string describe(const caf::error& err) {
+  if (!err)
+    return "none";
+  if (err.category() != error_category)
+    return caf::to_string(err);
+  std::string result = "ipc.";
+  result += to_string(static_cast<errc>(err.code()));
+  if (err.context().match_elements<std::string>()) {
+    result += ": ";
+    result += err.context().get_as<std::string>(0);
+  }
+  return result;
+}
+
+} // namespace actorbus::ipc

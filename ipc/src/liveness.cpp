@@ -1,0 +1,84 @@
+#include "liveness.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace actorbus::ipc::internal {
+
+namespace {
+
+// Reads state and start time from /proc/<pid>/stat; false if unreadable.
+bool read_stat(pid_t pid, char& state, uint64_t& start) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  char buf[1024];
+  auto n = ::read(fd, buf, sizeof(buf) - 1);
+  ::close(fd);
+  if (n <= 0)
+    return false;
+  buf[n] = '\0';
+  // The command name may contain spaces and parentheses: skip to the last ')'.
+  char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ')
+    return false;
+  p += 2;
+  state = *p;
+  // Fields after the name: state is field 3, starttime is field 22.
+  for (int field = 3; field < 22; ++field) {
+    p = std::strchr(p, ' ');
+    if (p == nullptr)
+      return false;
+    ++p;
+  }
+  start = std::strtoull(p, nullptr, 10);
+  return true;
+}
+
+process_id_word pack(pid_t pid, uint64_t start) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(pid)) << 32) |
+         (start & 0xFFFFFFFFu);
+}
+
+} // namespace
+
+process_id_word self_identity() {
+  char state = 0;
+  uint64_t start = 0;
+  auto pid = ::getpid();
+  if (!read_stat(pid, state, start))
+    start = 0;
+  return pack(pid, start);
+}
+
+process_id_word identity_of(pid_t pid) {
+  char state = 0;
+  uint64_t start = 0;
+  if (pid <= 0 || !read_stat(pid, state, start))
+    return 0;
+  if (state == 'Z' || state == 'X' || state == 'x')
+    return 0;
+  return pack(pid, start);
+}
+
+bool alive(process_id_word w) {
+  if (w == 0)
+    return false;
+  return identity_of(pid_of(w)) == w;
+}
+
+uint64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u +
+         static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+} // namespace actorbus::ipc::internal

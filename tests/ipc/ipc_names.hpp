@@ -1,0 +1,107 @@
+#pragma once
+
+// Unique shared-memory names for tests, removed by an RAII guard even when
+// the test fails, plus a child-process helper with a bounded wait.
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace actorbus::ipc::testing {
+
+/// A name unique to this process and call; unlinks the name (and up to 16
+/// derived names "<name>.<i>") on destruction.
+class unique_shm_name {
+public:
+  explicit unique_shm_name(const char* tag = "t") {
+    static std::atomic<unsigned> counter{0};
+    name_ = "actorbus-test-" + std::string{tag} + "-" +
+            std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  }
+
+  unique_shm_name(const unique_shm_name&) = delete;
+  unique_shm_name& operator=(const unique_shm_name&) = delete;
+
+  ~unique_shm_name() {
+    ::shm_unlink(("/" + name_).c_str());
+    for (int i = 0; i < 16; ++i)
+      ::shm_unlink(("/" + derived(i)).c_str());
+  }
+
+  const std::string& str() const {
+    return name_;
+  }
+
+  std::string derived(int i) const {
+    return name_ + "." + std::to_string(i);
+  }
+
+private:
+  std::string name_;
+};
+
+/// Forks a child running `body` and exiting with its return value via
+/// _exit (no atexit handlers, no gtest teardown in the child).
+inline pid_t fork_child(const std::function<int()>& body) {
+  auto pid = ::fork();
+  if (pid == 0)
+    ::_exit(body());
+  return pid;
+}
+
+/// Waits for `pid` up to `timeout`; kills it with SIGKILL if it is still
+/// running then. Returns the wait status, or -1 if it had to be killed.
+inline int wait_child(pid_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  for (;;) {
+    auto rc = ::waitpid(pid, &status, WNOHANG);
+    if (rc == pid)
+      return status;
+    if (rc < 0)
+      return -1;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    // Polling the child's exit: there is no other way to bound waitpid.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+/// Aborts the whole test binary if the guarded scope runs longer than its
+/// limit: a hang becomes a failure instead of a stuck CI job.
+class watchdog {
+public:
+  explicit watchdog(std::chrono::seconds limit)
+      : thread_([this, limit] {
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        while (!done_.load()) {
+          if (std::chrono::steady_clock::now() >= deadline) {
+            std::fputs("watchdog: test hung, aborting\n", stderr);
+            std::_Exit(3);
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      }) {}
+
+  ~watchdog() {
+    done_ = true;
+    thread_.join();
+  }
+
+private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+} // namespace actorbus::ipc::testing
