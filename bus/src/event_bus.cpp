@@ -1,0 +1,919 @@
+// The event bus: topic entries with cached subscriber lists, per-subscription
+// bounded queues, and one courier actor per subscription draining its queue.
+//
+// Locking, outermost first: bus_core::mtx_ (shared for publish, exclusive
+// for subscribe/unsubscribe), then subscriber_state::delivering_, then
+// subscriber_state::mtx_. A publisher holds no bus lock while it pushes into
+// queues or waits for room.
+
+#include "actorbus/bus/event_bus.hpp"
+
+#include "topic_index.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/atom.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/sec.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <exception>
+#include <map>
+#include <optional>
+#include <shared_mutex>
+#include <unordered_map>
+
+namespace actorbus::bus {
+
+namespace {
+
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+
+constexpr auto bus_category = caf::atom("bus");
+
+// How long `cancel` waits for a running callback of its subscription.
+constexpr auto cancel_wait = std::chrono::seconds(5);
+
+} // namespace
+
+// -- errors and names ---------------------------------------------------------
+
+std::string to_string(errc x) {
+  switch (x) {
+  case errc::invalid_topic:
+    return "invalid_topic";
+  case errc::invalid_pattern:
+    return "invalid_pattern";
+  case errc::queue_full:
+    return "queue_full";
+  case errc::publish_timeout:
+    return "publish_timeout";
+  case errc::closed:
+    return "closed";
+  case errc::invalid_argument:
+    return "invalid_argument";
+  }
+  return "unknown";
+}
+
+caf::error make_error(errc x) {
+  return caf::error{static_cast<uint8_t>(x), bus_category};
+}
+
+caf::error make_error(errc x, std::string context) {
+  return caf::error{static_cast<uint8_t>(x), bus_category,
+                    caf::make_message(std::move(context))};
+}
+
+void add_bus_types(caf::actor_system_config& cfg) {
+  cfg.add_error_category(
+      bus_category, [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+        auto result = "bus::" + to_string(static_cast<errc>(code));
+        if (!ctx.empty())
+          result += "(" + ctx.get_as<std::string>(0) + ")";
+        return result;
+      });
+}
+
+std::string to_string(overload_policy x) {
+  switch (x) {
+  case overload_policy::block:
+    return "block";
+  case overload_policy::drop_newest:
+    return "drop_newest";
+  case overload_policy::drop_oldest:
+    return "drop_oldest";
+  case overload_policy::fail:
+    return "fail";
+  }
+  return "unknown";
+}
+
+std::string to_string(dead_letter_reason x) {
+  switch (x) {
+  case dead_letter_reason::no_subscriber:
+    return "no_subscriber";
+  case dead_letter_reason::dropped_newest:
+    return "dropped_newest";
+  case dead_letter_reason::dropped_oldest:
+    return "dropped_oldest";
+  case dead_letter_reason::rejected:
+    return "rejected";
+  case dead_letter_reason::timed_out:
+    return "timed_out";
+  case dead_letter_reason::handler_failed:
+    return "handler_failed";
+  case dead_letter_reason::type_mismatch:
+    return "type_mismatch";
+  case dead_letter_reason::subscriber_down:
+    return "subscriber_down";
+  }
+  return "unknown";
+}
+
+namespace detail {
+
+gather_sink::~gather_sink() {
+  // nop
+}
+
+// -- state --------------------------------------------------------------------
+
+/// Counters and cached subscriber list of one topic. Entries live as long
+/// as the bus core, so queued items point at them.
+struct topic_entry {
+  explicit topic_entry(std::string_view topic)
+      : name(topic) {
+    // nop
+  }
+
+  const std::string name;
+  std::atomic<uint64_t> published{0};
+  std::atomic<uint64_t> delivered{0};
+  std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> dead_lettered{0};
+  // Guarded by bus_core::mtx_: written under the exclusive lock only.
+  uint64_t generation = 0;
+  std::shared_ptr<const std::vector<std::shared_ptr<subscriber_state>>> subs;
+  // Guarded by bus_core::retained_mtx_.
+  bool has_retained = false;
+  caf::message retained;
+  caf::actor_addr retained_publisher;
+};
+
+/// One queued event.
+struct item {
+  topic_entry* topic;
+  caf::message event;
+  caf::actor_addr publisher;
+  std::shared_ptr<gather_sink> sink;
+};
+
+/// Result of offering an item to one subscription.
+enum class push_result { queued, dropped, refused, inactive };
+
+class subscriber_state {
+public:
+  subscriber_state(std::shared_ptr<bus_core> core, std::string pattern,
+                   handler_fn fn, caf::actor target, subscription_options opts)
+      : core_(std::move(core))
+      , pattern_(std::move(pattern))
+      , fn_(std::move(fn))
+      , target_(std::move(target))
+      , opts_(opts) {
+    // nop
+  }
+
+  /// Offers `x`; `may_block` is false for dead letters and for publishers
+  /// that must not wait. The dead letter for a drop goes to `evicted`.
+  push_result push(item&& x, bool may_block, std::optional<item>& evicted,
+                   dead_letter_reason& why);
+
+  /// Handles one drain message inside the courier.
+  void drain(caf::event_based_actor* self);
+
+  /// Deactivates (see subscription::cancel). Returns the items still queued.
+  std::deque<item> deactivate();
+
+  std::shared_ptr<bus_core> core_;
+  const std::string pattern_;
+  handler_fn fn_;
+  const caf::actor target_;
+  const subscription_options opts_;
+  caf::actor courier_;
+  std::atomic<bool> active_{true};
+  std::atomic<uint64_t> delivered_{0};
+  std::atomic<uint64_t> dropped_{0};
+
+  // Held while checking `active_` and running one callback (or sending one
+  // event to the actor), so that cancel can wait for a running callback.
+  std::timed_mutex delivering_;
+
+  mutable std::mutex mtx_;
+  std::condition_variable not_full_;
+  std::deque<item> queue_;
+  // Items taken out of the queue and not finished yet; they count toward
+  // the capacity, so a stalled subscriber holds at most `capacity` events.
+  size_t in_progress_ = 0;
+  size_t waiting_ = 0;
+  bool scheduled_ = false;
+
+private:
+  void deliver_to_callback(item& x);
+  void deliver_to_actor(caf::event_based_actor* self, item& x);
+  void finish_one_in_flight(caf::event_based_actor* self);
+};
+
+thread_local const subscriber_state* current_subscription = nullptr;
+
+class bus_core : public std::enable_shared_from_this<bus_core> {
+public:
+  bus_core(caf::actor_system& sys, bus_config cfg)
+      : sys_(sys)
+      , cfg_(std::move(cfg)) {
+    // nop
+  }
+
+  /// Publishes; `is_dead_letter` never blocks and never dead-letters.
+  caf::error publish(std::string_view topic, caf::message event,
+                     caf::actor_addr publisher, publish_options opts,
+                     std::shared_ptr<gather_sink> sink, size_t* asked);
+
+  caf::expected<subscription> subscribe(std::string_view pattern, handler_fn fn,
+                                        caf::actor who,
+                                        subscription_options opts);
+
+  /// Removes `sub` from the index and the bus (idempotent).
+  void remove(subscriber_state* sub);
+
+  /// Publishes a dead letter for `x` (counted on its topic).
+  void dead_letter(const item& x, dead_letter_reason reason,
+                   const std::string& pattern, std::string detail);
+
+  /// Counts a delivery.
+  static void delivered(subscriber_state& sub, const item& x) {
+    sub.delivered_.fetch_add(1, std::memory_order_relaxed);
+    x.topic->delivered.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  topic_stats stats(std::string_view topic);
+  std::vector<std::pair<std::string, topic_stats>> all_stats();
+  size_t subscription_count() const;
+  caf::message retained(std::string_view topic) const;
+  bool clear_retained(std::string_view topic);
+  void close();
+
+  caf::actor_system& sys_;
+  const bus_config cfg_;
+  std::atomic<bool> closed_{false};
+
+private:
+  struct string_hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view x) const noexcept {
+      return std::hash<std::string_view>{}(x);
+    }
+  };
+
+  using subs_ptr =
+      std::shared_ptr<const std::vector<std::shared_ptr<subscriber_state>>>;
+
+  /// Finds the entry of `topic`, creating it and refreshing its subscriber
+  /// list as needed. Returns the entry and its subscribers.
+  caf::expected<std::pair<topic_entry*, subs_ptr>> lookup(std::string_view);
+
+  /// Rebuilds `e.subs` (exclusive lock held).
+  void refresh(topic_entry& e);
+
+  mutable std::shared_mutex mtx_;
+  topic_index index_;
+  std::unordered_map<std::string, std::unique_ptr<topic_entry>, string_hash,
+                     std::equal_to<>>
+      topics_;
+  // Bumped by every subscribe and unsubscribe; entries with an older
+  // generation rebuild their subscriber list on the next publish.
+  uint64_t generation_ = 1;
+  std::unordered_map<subscriber_state*, std::shared_ptr<subscriber_state>>
+      subs_;
+  mutable std::mutex retained_mtx_;
+};
+
+// -- subscriber_state ---------------------------------------------------------
+
+push_result subscriber_state::push(item&& x, bool may_block,
+                                   std::optional<item>& evicted,
+                                   dead_letter_reason& why) {
+  bool wake = false;
+  {
+    std::unique_lock guard{mtx_};
+    if (!active_.load())
+      return push_result::inactive;
+    auto full = [this] {
+      return queue_.size() + in_progress_ >= opts_.capacity;
+    };
+    if (full()) {
+      switch (opts_.policy) {
+      case overload_policy::block:
+        if (may_block) {
+          ++waiting_;
+          auto ok = not_full_.wait_for(guard, opts_.block_timeout, [&] {
+            return !full() || !active_.load();
+          });
+          --waiting_;
+          if (!active_.load())
+            return push_result::inactive;
+          if (ok)
+            break;
+          why = dead_letter_reason::timed_out;
+        } else {
+          why = dead_letter_reason::dropped_newest;
+        }
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return may_block ? push_result::refused : push_result::dropped;
+      case overload_policy::drop_newest:
+        why = dead_letter_reason::dropped_newest;
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return push_result::dropped;
+      case overload_policy::drop_oldest:
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        if (queue_.empty()) { // everything is being handled right now
+          why = dead_letter_reason::dropped_newest;
+          return push_result::dropped;
+        }
+        why = dead_letter_reason::dropped_oldest;
+        evicted.emplace(std::move(queue_.front()));
+        queue_.pop_front();
+        break;
+      case overload_policy::fail:
+        why = dead_letter_reason::rejected;
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return push_result::refused;
+      }
+    }
+    queue_.emplace_back(std::move(x));
+    if (!scheduled_) {
+      scheduled_ = true;
+      wake = true;
+    }
+  }
+  if (wake)
+    caf::anon_send(courier_, drain_atom::value);
+  return evicted ? push_result::dropped : push_result::queued;
+}
+
+std::deque<item> subscriber_state::deactivate() {
+  active_.store(false);
+  // Wait for a running callback, unless this is that callback.
+  if (current_subscription != this) {
+    std::unique_lock<std::timed_mutex> wait{delivering_, std::defer_lock};
+    (void)wait.try_lock_for(cancel_wait);
+  }
+  std::deque<item> rest;
+  {
+    std::unique_lock guard{mtx_};
+    rest.swap(queue_);
+    not_full_.notify_all();
+  }
+  if (courier_)
+    caf::anon_send_exit(courier_, caf::exit_reason::user_shutdown);
+  return rest;
+}
+
+void subscriber_state::deliver_to_callback(item& x) {
+  std::unique_lock<std::timed_mutex> guard{delivering_};
+  if (!active_.load()) {
+    if (x.sink)
+      x.sink->fail();
+    core_->dead_letter(x, dead_letter_reason::subscriber_down, pattern_,
+                       "subscription cancelled");
+    return;
+  }
+  current_subscription = this;
+  delivery d{&x.topic->name, &x.publisher, &x.event};
+  std::string failure;
+  auto reason = dead_letter_reason::handler_failed;
+  try {
+    auto reply = fn_(d);
+    if (reply) {
+      bus_core::delivered(*this, x);
+      if (x.sink)
+        x.sink->offer(*reply);
+    } else {
+      reason = dead_letter_reason::type_mismatch;
+      failure = "the subscriber expects another type";
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+    if (failure.empty())
+      failure = "exception";
+  } catch (...) {
+    failure = "unknown exception";
+  }
+  current_subscription = nullptr;
+  if (!failure.empty()) {
+    if (x.sink)
+      x.sink->fail();
+    core_->dead_letter(x, reason, pattern_, std::move(failure));
+  }
+}
+
+void subscriber_state::finish_one_in_flight(caf::event_based_actor* self) {
+  bool more = false;
+  {
+    std::unique_lock guard{mtx_};
+    --in_progress_;
+    if (waiting_ > 0)
+      not_full_.notify_all();
+    if (!queue_.empty() && !scheduled_) {
+      scheduled_ = true;
+      more = true;
+    }
+  }
+  if (more)
+    self->send(self, drain_atom::value);
+}
+
+void subscriber_state::deliver_to_actor(caf::event_based_actor* self, item& x) {
+  std::unique_lock<std::timed_mutex> guard{delivering_};
+  if (!active_.load()) {
+    if (x.sink)
+      x.sink->fail();
+    core_->dead_letter(x, dead_letter_reason::subscriber_down, pattern_,
+                       "subscription cancelled");
+    finish_one_in_flight(self);
+    return;
+  }
+  auto msg = caf::message::concat(caf::make_message(x.topic->name, x.publisher),
+                                  x.event);
+  auto me = this;
+  if (x.sink) {
+    bus_core::delivered(*this, x);
+    x.sink->ask(self, target_, std::move(msg),
+                [me, self] { me->finish_one_in_flight(self); });
+    return;
+  }
+  // The courier holds `this` (through its behavior) for as long as it
+  // runs, and response handlers run only while it runs.
+  self->request(target_, caf::infinite, std::move(msg))
+      .then([me, self, x] { me->finish_one_in_flight(self); },
+            [me, self, x](caf::error& err) {
+              // A reply of any type means the actor handled the event.
+              if (err != caf::sec::unexpected_response) {
+                auto reason = err == caf::sec::request_receiver_down
+                                  ? dead_letter_reason::subscriber_down
+                                  : dead_letter_reason::handler_failed;
+                me->core_->dead_letter(x, reason, me->pattern_,
+                                       self->system().render(err));
+              }
+              me->finish_one_in_flight(self);
+            });
+  bus_core::delivered(*this, x);
+}
+
+void subscriber_state::drain(caf::event_based_actor* self) {
+  std::deque<item> batch;
+  auto is_actor = static_cast<bool>(target_);
+  {
+    std::unique_lock guard{mtx_};
+    size_t n = std::min(queue_.size(), core_->cfg_.batch_size);
+    if (is_actor) {
+      auto window = opts_.max_in_flight > in_progress_
+                        ? opts_.max_in_flight - in_progress_
+                        : 0;
+      n = std::min(n, window);
+    } else {
+      in_progress_ = 0; // the previous batch is done
+    }
+    if (waiting_ > 0)
+      not_full_.notify_all();
+    if (n == 0) {
+      scheduled_ = false;
+      return;
+    }
+    if (n == queue_.size()) {
+      batch.swap(queue_);
+    } else {
+      auto end = queue_.begin() + static_cast<std::ptrdiff_t>(n);
+      batch.assign(std::make_move_iterator(queue_.begin()),
+                   std::make_move_iterator(end));
+      queue_.erase(queue_.begin(), end);
+    }
+    in_progress_ += n;
+  }
+  if (is_actor) {
+    for (auto& x : batch)
+      deliver_to_actor(self, x);
+    // Responses call finish_one_in_flight, which schedules the next drain.
+    std::unique_lock guard{mtx_};
+    scheduled_ = false;
+    if (!queue_.empty() && in_progress_ < opts_.max_in_flight) {
+      scheduled_ = true;
+      guard.unlock();
+      self->send(self, drain_atom::value);
+    }
+    return;
+  }
+  for (auto& x : batch)
+    deliver_to_callback(x);
+  // Stay scheduled: the next drain closes this batch and takes more.
+  self->send(self, drain_atom::value);
+}
+
+// -- bus_core -----------------------------------------------------------------
+
+void bus_core::refresh(topic_entry& e) {
+  std::vector<subscriber_state*> found;
+  index_.match(e.name, found);
+  auto subs =
+      std::make_shared<std::vector<std::shared_ptr<subscriber_state>>>();
+  subs->reserve(found.size());
+  for (auto* s : found)
+    subs->push_back(subs_.at(s));
+  e.subs = std::move(subs);
+  e.generation = generation_;
+}
+
+caf::expected<std::pair<topic_entry*, bus_core::subs_ptr>>
+bus_core::lookup(std::string_view topic) {
+  {
+    std::shared_lock guard{mtx_};
+    if (auto i = topics_.find(topic);
+        i != topics_.end() && i->second->generation == generation_)
+      return std::make_pair(i->second.get(), i->second->subs);
+  }
+  if (!is_valid_topic(topic))
+    return make_error(errc::invalid_topic, std::string{topic});
+  std::unique_lock guard{mtx_};
+  auto i = topics_.find(topic);
+  if (i == topics_.end())
+    i = topics_
+            .emplace(std::string{topic}, std::make_unique<topic_entry>(topic))
+            .first;
+  auto& e = *i->second;
+  if (e.generation != generation_)
+    refresh(e);
+  return std::make_pair(&e, e.subs);
+}
+
+caf::error bus_core::publish(std::string_view topic, caf::message event,
+                             caf::actor_addr publisher, publish_options opts,
+                             std::shared_ptr<gather_sink> sink, size_t* asked) {
+  if (closed_.load(std::memory_order_relaxed))
+    return make_error(errc::closed);
+  auto found = lookup(topic);
+  if (!found)
+    return std::move(found.error());
+  auto [entry, subs] = *found;
+  bool is_dead_letter = topic == dead_letter_topic;
+  if (opts.retain && !sink) {
+    // Under the shared lock, so that a concurrent subscribe (exclusive)
+    // sees either this value or this event in its queue, never neither.
+    std::shared_lock guard{mtx_};
+    std::unique_lock rguard{retained_mtx_};
+    entry->has_retained = true;
+    entry->retained = event;
+    entry->retained_publisher = publisher;
+  }
+  entry->published.fetch_add(1, std::memory_order_relaxed);
+  if (asked != nullptr)
+    *asked = subs->size();
+  if (subs->empty()) {
+    if (!sink && !opts.retain && !is_dead_letter)
+      dead_letter(item{entry, std::move(event), std::move(publisher), nullptr},
+                  dead_letter_reason::no_subscriber, std::string{},
+                  std::string{});
+    return caf::none;
+  }
+  caf::error result;
+  for (auto& sub : *subs) {
+    std::optional<item> evicted;
+    auto why = dead_letter_reason::dropped_newest;
+    auto res = sub->push(item{entry, event, publisher, sink}, !is_dead_letter,
+                         evicted, why);
+    if (res == push_result::queued)
+      continue;
+    if (res == push_result::inactive) {
+      if (sink)
+        sink->fail();
+      continue;
+    }
+    entry->dropped.fetch_add(1, std::memory_order_relaxed);
+    if (evicted) {
+      if (evicted->sink)
+        evicted->sink->fail();
+      dead_letter(*evicted, why, sub->pattern_, "queue full");
+      continue;
+    }
+    if (sink)
+      sink->fail();
+    if (!is_dead_letter)
+      dead_letter(item{entry, event, publisher, nullptr}, why, sub->pattern_,
+                  "queue full");
+    if (res == push_result::refused && !result)
+      result = make_error(why == dead_letter_reason::timed_out
+                              ? errc::publish_timeout
+                              : errc::queue_full,
+                          sub->pattern_);
+  }
+  return result;
+}
+
+void bus_core::dead_letter(const item& x, dead_letter_reason reason,
+                           const std::string& pattern, std::string detail) {
+  x.topic->dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  if (x.topic->name == dead_letter_topic || closed_.load())
+    return; // dead letters are never dead-lettered
+  bus::dead_letter dl;
+  dl.topic = x.topic->name;
+  dl.reason = reason;
+  dl.pattern = pattern;
+  dl.detail = std::move(detail);
+  dl.publisher = x.publisher;
+  dl.event = x.event;
+  publish(dead_letter_topic, caf::make_message(std::move(dl)),
+          caf::actor_addr{}, publish_options{}, nullptr, nullptr);
+}
+
+caf::expected<subscription> bus_core::subscribe(std::string_view pattern,
+                                                handler_fn fn, caf::actor who,
+                                                subscription_options opts) {
+  if (!is_valid_pattern(pattern))
+    return make_error(errc::invalid_pattern, std::string{pattern});
+  if (opts.capacity == 0 || opts.max_in_flight == 0)
+    return make_error(errc::invalid_argument,
+                      "capacity and max_in_flight must be positive");
+  if (!fn && !who)
+    return make_error(errc::invalid_argument, "invalid actor handle");
+  if (closed_.load())
+    return make_error(errc::closed);
+  auto state = std::make_shared<subscriber_state>(
+      shared_from_this(), std::string{pattern}, std::move(fn), who, opts);
+  auto courier = sys_.spawn([state](
+                                caf::event_based_actor* self) -> caf::behavior {
+    if (state->target_) {
+      self->monitor(state->target_);
+      self->set_down_handler([state](caf::scheduled_actor*, caf::down_msg& dm) {
+        if (dm.source != state->target_.address())
+          return;
+        auto rest = state->deactivate();
+        state->core_->remove(state.get());
+        for (auto& x : rest) {
+          if (x.sink)
+            x.sink->fail();
+          state->core_->dead_letter(x, dead_letter_reason::subscriber_down,
+                                    state->pattern_, "subscriber died");
+        }
+      });
+    }
+    return {
+        [self, state](drain_atom) { state->drain(self); },
+    };
+  });
+  state->courier_ = courier;
+  std::unique_lock guard{mtx_};
+  if (closed_.load()) {
+    guard.unlock();
+    state->deactivate();
+    return make_error(errc::closed);
+  }
+  index_.insert(state->pattern_, state.get());
+  subs_.emplace(state.get(), state);
+  ++generation_;
+  // Retained values of matching topics go first, in topic order.
+  std::map<std::string_view, topic_entry*> retained;
+  {
+    std::unique_lock rguard{retained_mtx_};
+    for (auto& [name, e] : topics_)
+      if (e->has_retained && matches(state->pattern_, name))
+        retained.emplace(name, e.get());
+    for (auto& [name, e] : retained) {
+      std::optional<item> evicted;
+      auto why = dead_letter_reason::dropped_newest;
+      state->push(item{e, e->retained, e->retained_publisher, nullptr}, false,
+                  evicted, why);
+    }
+  }
+  return subscription{state};
+}
+
+void bus_core::remove(subscriber_state* sub) {
+  std::shared_ptr<subscriber_state> keep; // released outside the lock
+  std::unique_lock guard{mtx_};
+  auto i = subs_.find(sub);
+  if (i == subs_.end())
+    return;
+  keep = std::move(i->second);
+  subs_.erase(i);
+  index_.erase(sub->pattern_, sub);
+  ++generation_;
+  // Drop cached lists now: they hold strong references to `sub`.
+  for (auto& [name, e] : topics_) {
+    e->subs.reset();
+    e->generation = 0;
+  }
+  guard.unlock();
+}
+
+topic_stats bus_core::stats(std::string_view topic) {
+  topic_stats out;
+  {
+    std::shared_lock guard{mtx_};
+    auto i = topics_.find(topic);
+    if (i != topics_.end()) {
+      auto& e = *i->second;
+      out.published = e.published.load();
+      out.delivered = e.delivered.load();
+      out.dropped = e.dropped.load();
+      out.dead_lettered = e.dead_lettered.load();
+    }
+  }
+  if (is_valid_topic(topic)) {
+    std::vector<subscriber_state*> found;
+    std::shared_lock guard{mtx_};
+    index_.match(topic, found);
+    out.subscribers = found.size();
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, topic_stats>> bus_core::all_stats() {
+  std::vector<std::string> names;
+  {
+    std::shared_lock guard{mtx_};
+    for (auto& [name, e] : topics_)
+      names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  std::vector<std::pair<std::string, topic_stats>> out;
+  for (auto& name : names)
+    out.emplace_back(name, stats(name));
+  return out;
+}
+
+size_t bus_core::subscription_count() const {
+  std::shared_lock guard{mtx_};
+  return subs_.size();
+}
+
+caf::message bus_core::retained(std::string_view topic) const {
+  std::shared_lock guard{mtx_};
+  std::unique_lock rguard{retained_mtx_};
+  if (auto i = topics_.find(topic);
+      i != topics_.end() && i->second->has_retained)
+    return i->second->retained;
+  return {};
+}
+
+bool bus_core::clear_retained(std::string_view topic) {
+  std::shared_lock guard{mtx_};
+  std::unique_lock rguard{retained_mtx_};
+  if (auto i = topics_.find(topic);
+      i != topics_.end() && i->second->has_retained) {
+    i->second->has_retained = false;
+    i->second->retained = caf::message{};
+    i->second->retained_publisher = caf::actor_addr{};
+    return true;
+  }
+  return false;
+}
+
+void bus_core::close() {
+  if (closed_.exchange(true))
+    return;
+  std::vector<std::shared_ptr<subscriber_state>> all;
+  {
+    std::unique_lock guard{mtx_};
+    for (auto& [ptr, sub] : subs_)
+      all.push_back(sub);
+  }
+  for (auto& sub : all) {
+    auto rest = sub->deactivate();
+    for (auto& x : rest) {
+      if (x.sink)
+        x.sink->fail();
+      dead_letter(x, dead_letter_reason::subscriber_down, sub->pattern_,
+                  "bus closed");
+    }
+    remove(sub.get());
+  }
+}
+
+} // namespace detail
+
+// -- subscription -------------------------------------------------------------
+
+subscription::subscription(std::shared_ptr<detail::subscriber_state> state)
+    : state_(std::move(state)) {
+  // nop
+}
+
+subscription& subscription::operator=(subscription&& other) noexcept {
+  if (this != &other) {
+    cancel();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+subscription::~subscription() {
+  cancel();
+}
+
+void subscription::cancel() {
+  if (!state_ || !state_->active_.load())
+    return;
+  auto state = state_;
+  auto rest = state->deactivate();
+  state->core_->remove(state.get());
+  for (auto& x : rest) {
+    if (x.sink)
+      x.sink->fail();
+    state->core_->dead_letter(x, dead_letter_reason::subscriber_down,
+                              state->pattern_, "unsubscribed");
+  }
+}
+
+bool subscription::active() const noexcept {
+  return state_ && state_->active_.load();
+}
+
+const std::string& subscription::pattern() const noexcept {
+  static const std::string empty;
+  return state_ ? state_->pattern_ : empty;
+}
+
+uint64_t subscription::delivered() const noexcept {
+  return state_ ? state_->delivered_.load() : 0;
+}
+
+uint64_t subscription::dropped() const noexcept {
+  return state_ ? state_->dropped_.load() : 0;
+}
+
+size_t subscription::queued() const {
+  if (!state_)
+    return 0;
+  std::unique_lock guard{state_->mtx_};
+  return state_->queue_.size() + state_->in_progress_;
+}
+
+// -- event_bus ----------------------------------------------------------------
+
+event_bus::event_bus(caf::actor_system& sys, bus_config cfg)
+    : core_(std::make_shared<detail::bus_core>(sys, std::move(cfg))) {
+  // nop
+}
+
+event_bus::~event_bus() {
+  close();
+}
+
+caf::error event_bus::publish_message(std::string_view topic,
+                                      caf::message event,
+                                      caf::actor_addr publisher,
+                                      publish_options opts) {
+  return core_->publish(topic, std::move(event), std::move(publisher), opts,
+                        nullptr, nullptr);
+}
+
+caf::expected<subscription> event_bus::subscribe(std::string_view pattern,
+                                                 caf::actor who,
+                                                 subscription_options opts) {
+  if (!who)
+    return make_error(errc::invalid_argument, "invalid actor handle");
+  return core_->subscribe(pattern, nullptr, std::move(who), opts);
+}
+
+caf::expected<subscription>
+event_bus::subscribe_impl(std::string_view pattern, detail::handler_fn fn,
+                          caf::actor who, subscription_options opts) {
+  return core_->subscribe(pattern, std::move(fn), std::move(who), opts);
+}
+
+caf::expected<size_t>
+event_bus::scatter(std::string_view topic, caf::message query,
+                   std::shared_ptr<detail::gather_sink> sink) {
+  size_t asked = 0;
+  auto err = core_->publish(topic, std::move(query), caf::actor_addr{},
+                            publish_options{}, std::move(sink), &asked);
+  // A refused query is counted as failed in the result, not an error.
+  if (err && err != errc::queue_full && err != errc::publish_timeout)
+    return err;
+  return asked;
+}
+
+topic_stats event_bus::stats(std::string_view topic) const {
+  return core_->stats(topic);
+}
+
+std::vector<std::pair<std::string, topic_stats>> event_bus::all_stats() const {
+  return core_->all_stats();
+}
+
+size_t event_bus::subscription_count() const {
+  return core_->subscription_count();
+}
+
+caf::message event_bus::retained(std::string_view topic) const {
+  return core_->retained(topic);
+}
+
+bool event_bus::clear_retained(std::string_view topic) {
+  return core_->clear_retained(topic);
+}
+
+void event_bus::close() {
+  core_->close();
+}
+
+const subscription_options& event_bus::defaults() const noexcept {
+  return core_->cfg_.defaults;
+}
+
+caf::actor_system& event_bus::system() const noexcept {
+  return core_->sys_;
+}
+
+} // namespace actorbus::bus
