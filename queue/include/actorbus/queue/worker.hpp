@@ -1,0 +1,160 @@
+#pragma once
+
+// The consumer side of the task queue: a supervised pool of handler actors.
+//
+// A worker reads batches of tasks from the queue's streams with one
+// connection, hands each to one of `queue_config::concurrency` detached
+// handler actors (each on its own thread, so a CPU-bound handler blocks no
+// one), and acknowledges finished tasks in one pipelined script per batch,
+// together with their results, retries, dead letters and effects. A second
+// thread renews the leases of in-flight tasks, so a long handler is never
+// reclaimed while its process lives. A handler actor that dies is replaced
+// and its task retried. When Redis goes away the worker reconnects with
+// exponential backoff and keeps what it has not acknowledged.
+//
+// Register every handler before `start()`. `start`, `stop` and `stats` are
+// thread-safe. Handlers run concurrently with each other.
+
+#include "actorbus/queue/client.hpp"
+#include "actorbus/queue/codec.hpp"
+#include "actorbus/queue/config.hpp"
+#include "actorbus/queue/fwd.hpp"
+#include "actorbus/runtime/fwd.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace actorbus::queue {
+
+/// What a handler knows about its task, and how it declares effects.
+class task_context {
+public:
+  task_context(std::string_view id, uint32_t attempt,
+               std::string_view idempotency_key)
+      : id_(id)
+      , attempt_(attempt)
+      , key_(idempotency_key) {
+    // nop
+  }
+
+  std::string_view id() const noexcept {
+    return id_;
+  }
+
+  /// 1 for the first attempt.
+  uint32_t attempt() const noexcept {
+    return attempt_;
+  }
+
+  std::string_view idempotency_key() const noexcept {
+    return key_;
+  }
+
+  /// Adds a Redis command applied atomically with the task's
+  /// acknowledgement: either both happen or neither. With an idempotency
+  /// key, effects apply at most once for that key.
+  void add_effect(std::vector<std::string> redis_command) {
+    effects_.push_back(std::move(redis_command));
+  }
+
+  const std::vector<std::vector<std::string>>& effects() const noexcept {
+    return effects_;
+  }
+
+private:
+  std::string_view id_;
+  uint32_t attempt_;
+  std::string_view key_;
+  std::vector<std::vector<std::string>> effects_;
+};
+
+/// A handler gets the raw payload and returns the result or an error. An
+/// error fails the attempt (so does an exception) and the task is retried
+/// after its backoff; an error with code `caf::sec::invalid_argument` is
+/// permanent and sends the task to the dead letters at once.
+using task_handler =
+    std::function<caf::expected<std::string>(task_context&, std::string_view)>;
+
+/// Where a worker may be stopped by a fault-injection hook (tests).
+enum class fault_point {
+  /// Tasks read, not yet handed to handlers.
+  before_handle,
+  /// A handler finished; its acknowledgement is sent but not confirmed.
+  after_effect,
+  /// Acknowledgement confirmed by Redis.
+  after_ack,
+};
+
+struct worker_stats {
+  uint64_t succeeded = 0;
+  uint64_t retried = 0;
+  uint64_t dead_lettered = 0;
+  uint64_t reclaimed = 0;
+  uint64_t reconnects = 0;
+  uint64_t handler_restarts = 0;
+};
+
+class worker {
+public:
+  worker(runtime::runtime& rt, queue_config cfg = {});
+  ~worker();
+
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  /// Registers the handler of task `name` (replaces an earlier one).
+  void handle(std::string name, task_handler fn);
+
+  /// Registers a handler taking typed arguments: a payload that does not
+  /// decode to `Ts...` goes to the dead letters ("malformed payload").
+  template <class... Ts, class F>
+  void handle_typed(std::string name, F fn) {
+    handle(std::move(name),
+           [fn = std::move(fn)](task_context& ctx, std::string_view payload)
+               -> caf::expected<std::string> {
+             auto args = decode<Ts...>(payload);
+             if (!args)
+               return caf::make_error(caf::sec::invalid_argument,
+                                      "malformed payload");
+             return std::apply(
+                 [&](auto&... xs) -> caf::expected<std::string> {
+                   return fn(ctx, xs...);
+                 },
+                 *args);
+           });
+  }
+
+  /// Connects and starts reading. Fails when Redis cannot be reached
+  /// within `io_timeout` or the runtime is shutting down.
+  caf::error start();
+
+  /// Graceful stop: stops reading, lets in-flight tasks finish and
+  /// acknowledges them, waiting at most `deadline`; tasks still running then
+  /// stay unacknowledged and are reclaimed by other workers. Idempotent.
+  void stop(caf::timespan deadline = std::chrono::seconds(10));
+
+  worker_stats stats() const;
+
+  /// A unique consumer name of this worker in the consumer group.
+  const std::string& consumer() const;
+
+  /// Test hook called at each `fault_point` (from the reading thread).
+  void on_fault_point(std::function<void(fault_point)> hook);
+
+  struct impl;
+
+private:
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace actorbus::queue

@@ -1,0 +1,381 @@
+// The producer side: enqueue, status, wait, cancel, dead letters.
+
+#include "actorbus/queue/client.hpp"
+
+#include "actorbus/queue/embedded_redis.hpp"
+
+#include "redis.hpp"
+
+#include <caf/sec.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <random>
+
+namespace actorbus::queue {
+
+std::string_view to_string(task_status x) {
+  switch (x) {
+  case task_status::scheduled:
+    return "scheduled";
+  case task_status::queued:
+    return "queued";
+  case task_status::succeeded:
+    return "succeeded";
+  case task_status::dead:
+    return "dead";
+  case task_status::cancelled:
+    return "cancelled";
+  default:
+    return "unknown";
+  }
+}
+
+namespace {
+
+task_status parse_status(std::string_view s) {
+  for (auto x :
+       {task_status::scheduled, task_status::queued, task_status::succeeded,
+        task_status::dead, task_status::cancelled})
+    if (to_string(x) == s)
+      return x;
+  return task_status::unknown;
+}
+
+bool terminal(task_status s) {
+  return s == task_status::succeeded || s == task_status::dead ||
+         s == task_status::cancelled;
+}
+
+caf::error redis_error(const redisReply* r, const char* what) {
+  return caf::make_error(
+      caf::sec::runtime_error,
+      fmt::format("queue: {} failed: {}", what, internal::render(r)));
+}
+
+} // namespace
+
+struct client::impl {
+  impl(const queue_config& c, std::string url,
+       std::shared_ptr<embedded_redis> e)
+      : cfg(c)
+      , embedded(std::move(e))
+      , conn(c, std::move(url))
+      , k(c.name_space) {
+    std::random_device rd;
+    std::mt19937_64 gen{(static_cast<uint64_t>(rd()) << 32) ^ rd()};
+    prefix = fmt::format("{:016x}", gen());
+  }
+
+  queue_config cfg;
+  std::shared_ptr<embedded_redis> embedded;
+  internal::connection conn;
+  internal::keys k;
+  std::string prefix;
+  uint64_t counter = 0;
+
+  caf::error ensure() {
+    conn.timeout(std::chrono::milliseconds{0});
+    return conn.connect();
+  }
+
+  caf::expected<internal::reply_ptr> run(const std::vector<std::string>& args) {
+    if (auto err = ensure())
+      return err;
+    return conn.run(args);
+  }
+
+  std::string next_id() {
+    return fmt::format("{}-{:x}", prefix, ++counter);
+  }
+
+  caf::expected<std::vector<std::string>>
+  enqueue_args(std::string_view name, const std::string& payload,
+               const task_options& opts, std::string& id) {
+    if (name.empty())
+      return caf::make_error(caf::sec::invalid_argument,
+                             "queue: empty task name");
+    if (opts.max_attempts == 0)
+      return caf::make_error(caf::sec::invalid_argument,
+                             "queue: max_attempts must be at least 1");
+    auto delay = opts.delay.count();
+    if (opts.run_at)
+      delay = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  *opts.run_at - std::chrono::system_clock::now())
+                  .count();
+    delay = std::max<int64_t>(delay, 0);
+    id = next_id();
+    auto prio = static_cast<int>(opts.level);
+    if (prio < 0 || prio > 2)
+      return caf::make_error(caf::sec::invalid_argument,
+                             "queue: unknown priority");
+    return conn.eval(
+        internal::script::enqueue, {k.task(id), k.streams[prio], k.delayed},
+        {id, std::string{name}, payload, std::to_string(opts.max_attempts),
+         std::to_string(opts.backoff.count()),
+         std::to_string(opts.backoff_max.count()),
+         std::to_string(opts.timeout.count()), opts.idempotency_key,
+         std::to_string(prio), std::to_string(delay)});
+  }
+
+  caf::expected<task_info> info_of(std::string_view id, const redisReply* r) {
+    task_info out;
+    out.id = std::string{id};
+    if (r->type != REDIS_REPLY_ARRAY)
+      return redis_error(r, "status");
+    if (r->elements < 5)
+      return out; // unknown
+    out.status = parse_status(internal::str(r->element[0]));
+    out.name = std::string{internal::str(r->element[1])};
+    out.attempt = static_cast<uint32_t>(std::strtoul(
+        std::string{internal::str(r->element[2])}.c_str(), nullptr, 10));
+    out.result = std::string{internal::str(r->element[3])};
+    out.error = std::string{internal::str(r->element[4])};
+    return out;
+  }
+};
+
+client::client(std::unique_ptr<impl> ptr)
+    : impl_(std::move(ptr)) {
+  // nop
+}
+
+client::client(client&&) noexcept = default;
+client& client::operator=(client&&) noexcept = default;
+client::~client() = default;
+
+caf::expected<client> client::connect(queue_config cfg) {
+  std::shared_ptr<embedded_redis> embedded;
+  auto url = cfg.url;
+  if (url.empty()) {
+    auto e = embedded_redis::shared();
+    if (!e)
+      return std::move(e.error());
+    embedded = *e;
+    url = embedded->url();
+  }
+  auto ptr = std::make_unique<impl>(cfg, url, std::move(embedded));
+  if (auto err = ptr->ensure())
+    return err;
+  return client{std::move(ptr)};
+}
+
+const std::string& client::url() const {
+  return impl_->conn.url();
+}
+
+caf::expected<std::string> client::enqueue_payload(std::string_view name,
+                                                   std::string payload,
+                                                   const task_options& opts) {
+  if (auto err = impl_->ensure())
+    return err;
+  std::string id;
+  auto args = impl_->enqueue_args(name, payload, opts, id);
+  if (!args)
+    return std::move(args.error());
+  auto r = impl_->conn.run(*args);
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->type == REDIS_REPLY_ERROR)
+    return redis_error(r->get(), "enqueue");
+  return id;
+}
+
+caf::expected<std::vector<std::string>>
+client::enqueue_many(std::string_view name,
+                     const std::vector<std::string>& payloads,
+                     const task_options& opts) {
+  if (auto err = impl_->ensure())
+    return err;
+  std::vector<std::string> ids;
+  ids.reserve(payloads.size());
+  // Pipelined in chunks, so neither side buffers everything.
+  constexpr size_t chunk = 1024;
+  for (size_t first = 0; first < payloads.size(); first += chunk) {
+    auto last = std::min(payloads.size(), first + chunk);
+    for (auto i = first; i < last; ++i) {
+      std::string id;
+      auto args = impl_->enqueue_args(name, payloads[i], opts, id);
+      if (!args) {
+        // Replies of the commands already appended would be out of step.
+        impl_->conn.drop();
+        return std::move(args.error());
+      }
+      impl_->conn.append(*args);
+      ids.push_back(std::move(id));
+    }
+    caf::error first_err;
+    for (auto i = first; i < last; ++i) {
+      auto r = impl_->conn.next_reply();
+      if (!r)
+        return std::move(r.error());
+      if ((*r)->type == REDIS_REPLY_ERROR && !first_err)
+        first_err = redis_error(r->get(), "enqueue");
+    }
+    if (first_err)
+      return first_err;
+  }
+  return ids;
+}
+
+caf::expected<task_info> client::status(std::string_view id) {
+  auto r = impl_->run({"HMGET", impl_->k.task(id), "s", "n", "a", "r", "err"});
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->elements == 5 && (*r)->element[0]->type == REDIS_REPLY_NIL) {
+    task_info out;
+    out.id = std::string{id};
+    return out;
+  }
+  return impl_->info_of(id, r->get());
+}
+
+caf::expected<task_info> client::wait(std::string_view id,
+                                      std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (auto err = impl_->ensure())
+    return err;
+  auto r = impl_->conn.run(impl_->conn.eval(internal::script::wait_prepare,
+                                            {impl_->k.task(id)}, {}));
+  if (!r)
+    return std::move(r.error());
+  auto info = impl_->info_of(id, r->get());
+  if (!info || terminal(info->status) || info->status == task_status::unknown)
+    return info;
+  auto key = impl_->k.notify(id);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return caf::make_error(caf::sec::request_timeout,
+                             "queue: task not finished in time");
+    // BLPOP takes seconds (fractions allowed); the socket waits a bit
+    // longer so the server's timeout answers first.
+    impl_->conn.timeout(left + impl_->cfg.io_timeout);
+    auto b = impl_->conn.run(
+        {"BLPOP", key,
+         fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
+    impl_->conn.timeout(std::chrono::milliseconds{0});
+    if (!b)
+      return std::move(b.error());
+    if ((*b)->type == REDIS_REPLY_ARRAY) {
+      // Leave the token for other waiters of the same task.
+      impl_->conn.run({"RPUSH", key, "1"});
+      return status(id);
+    }
+    if ((*b)->type == REDIS_REPLY_ERROR)
+      return redis_error(b->get(), "wait");
+  }
+}
+
+caf::expected<bool> client::cancel(std::string_view id) {
+  if (auto err = impl_->ensure())
+    return err;
+  auto r = impl_->conn.run(impl_->conn.eval(
+      internal::script::cancel, {impl_->k.task(id), impl_->k.delayed},
+      {impl_->cfg.name_space, internal::group_name, std::string{id},
+       std::to_string(impl_->cfg.result_ttl.count())}));
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->type != REDIS_REPLY_INTEGER)
+    return redis_error(r->get(), "cancel");
+  return (*r)->integer == 1;
+}
+
+caf::expected<std::vector<dead_letter>>
+client::dead_letters(std::size_t count) {
+  auto r = impl_->run(
+      {"XRANGE", impl_->k.dead, "-", "+", "COUNT", std::to_string(count)});
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->type != REDIS_REPLY_ARRAY)
+    return redis_error(r->get(), "dead_letters");
+  std::vector<dead_letter> out;
+  for (size_t i = 0; i < (*r)->elements; ++i) {
+    auto* e = (*r)->element[i];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
+      continue;
+    dead_letter d;
+    d.entry = std::string{internal::str(e->element[0])};
+    auto* f = e->element[1];
+    for (size_t j = 0; j + 1 < f->elements; j += 2) {
+      auto key = internal::str(f->element[j]);
+      auto val = std::string{internal::str(f->element[j + 1])};
+      if (key == "id")
+        d.task_id = std::move(val);
+      else if (key == "n")
+        d.name = std::move(val);
+      else if (key == "reason")
+        d.reason = std::move(val);
+      else if (key == "a")
+        d.attempts =
+            static_cast<uint32_t>(std::strtoul(val.c_str(), nullptr, 10));
+      else if (key == "p")
+        d.payload = std::move(val);
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+caf::expected<std::string> client::requeue(std::string_view dead_entry) {
+  auto r = impl_->run({"XRANGE", impl_->k.dead, std::string{dead_entry},
+                       std::string{dead_entry}});
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements != 1)
+    return caf::make_error(caf::sec::invalid_argument,
+                           "queue: no such dead letter");
+  std::string name;
+  std::string payload;
+  auto* f = (*r)->element[0]->element[1];
+  for (size_t j = 0; j + 1 < f->elements; j += 2) {
+    auto key = internal::str(f->element[j]);
+    if (key == "n")
+      name = std::string{internal::str(f->element[j + 1])};
+    else if (key == "p")
+      payload = std::string{internal::str(f->element[j + 1])};
+  }
+  if (name.empty())
+    return caf::make_error(caf::sec::invalid_argument,
+                           "queue: dead letter has no task name");
+  auto id = enqueue_payload(name, std::move(payload));
+  if (!id)
+    return id;
+  auto d = impl_->run({"XDEL", impl_->k.dead, std::string{dead_entry}});
+  if (!d)
+    return std::move(d.error());
+  return id;
+}
+
+caf::expected<std::size_t> client::backlog() {
+  if (auto err = impl_->ensure())
+    return err;
+  for (auto& s : impl_->k.streams)
+    impl_->conn.append({"XLEN", s});
+  impl_->conn.append({"ZCARD", impl_->k.delayed});
+  size_t total = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = impl_->conn.next_reply();
+    if (!r)
+      return std::move(r.error());
+    if ((*r)->type == REDIS_REPLY_INTEGER)
+      total += static_cast<size_t>((*r)->integer);
+  }
+  return total;
+}
+
+caf::expected<std::string>
+client::command(const std::vector<std::string>& args) {
+  if (args.empty())
+    return caf::make_error(caf::sec::invalid_argument, "queue: empty command");
+  auto r = impl_->run(args);
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->type == REDIS_REPLY_ERROR)
+    return redis_error(r->get(), "command");
+  return internal::render(r->get());
+}
+
+} // namespace actorbus::queue

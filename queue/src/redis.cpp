@@ -1,0 +1,405 @@
+// Internal Redis connection and the embedded redis-server.
+
+#include "redis.hpp"
+
+#include "actorbus/queue/embedded_redis.hpp"
+
+#include "scripts.hpp"
+
+#include <caf/sec.hpp>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace actorbus::queue::internal {
+
+namespace {
+
+const char* script_text(script s) {
+  switch (s) {
+  case script::enqueue:
+    return enqueue_lua;
+  case script::promote:
+    return promote_lua;
+  case script::finish:
+    return finish_lua;
+  case script::wait_prepare:
+    return wait_prepare_lua;
+  default:
+    return cancel_lua;
+  }
+}
+
+timeval to_timeval(std::chrono::milliseconds t) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(t.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
+  return tv;
+}
+
+void render_to(std::string& out, const redisReply* r) {
+  if (r == nullptr) {
+    out += "(nil)";
+    return;
+  }
+  switch (r->type) {
+  case REDIS_REPLY_INTEGER:
+    out += std::to_string(r->integer);
+    break;
+  case REDIS_REPLY_NIL:
+    out += "(nil)";
+    break;
+  case REDIS_REPLY_ARRAY:
+    for (size_t i = 0; i < r->elements; ++i) {
+      if (i > 0)
+        out += '\n';
+      render_to(out, r->element[i]);
+    }
+    break;
+  default:
+    out.append(r->str, r->len);
+  }
+}
+
+} // namespace
+
+std::string render(const redisReply* r) {
+  std::string out;
+  render_to(out, r);
+  return out;
+}
+
+keys::keys(const std::string& name_space)
+    : ns(name_space) {
+  for (int i = 0; i < 3; ++i)
+    streams[i] = fmt::format("{}:q:{}", ns, i);
+  delayed = ns + ":delayed";
+  dead = ns + ":dead";
+}
+
+std::string keys::task(std::string_view id) const {
+  return fmt::format("{}:t:{}", ns, id);
+}
+
+std::string keys::notify(std::string_view id) const {
+  return fmt::format("{}:n:{}", ns, id);
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+connection::connection(const queue_config& cfg, std::string url)
+    : cfg_(cfg)
+    , url_(std::move(url)) {
+  // nop
+}
+
+connection::~connection() {
+  drop();
+}
+
+void connection::drop() {
+  if (ctx_ != nullptr) {
+    redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+}
+
+caf::error connection::connect() {
+  if (ctx_ != nullptr)
+    return caf::none;
+  // A write to a closed socket must be an error, not a signal that kills
+  // the process (the runtime does the same).
+  static const bool sigpipe_ignored = [] {
+    std::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  static_cast<void>(sigpipe_ignored);
+  auto tv = to_timeval(cfg_.io_timeout);
+  if (url_.rfind("unix://", 0) == 0) {
+    ctx_ = redisConnectUnixWithTimeout(url_.c_str() + 7, tv);
+  } else if (url_.rfind("redis://", 0) == 0) {
+    auto rest = url_.substr(8);
+    auto slash = rest.find('/');
+    if (slash != std::string::npos)
+      rest.resize(slash);
+    auto colon = rest.rfind(':');
+    std::string host = rest.substr(0, colon);
+    int port = 6379;
+    if (colon != std::string::npos)
+      port = std::atoi(rest.c_str() + colon + 1);
+    if (host.empty() || port <= 0)
+      return caf::make_error(caf::sec::invalid_argument,
+                             "queue: malformed Redis URL " + url_);
+    ctx_ = redisConnectWithTimeout(host.c_str(), port, tv);
+  } else {
+    return caf::make_error(caf::sec::invalid_argument,
+                           "queue: Redis URL must start with redis:// or "
+                           "unix://, got '" +
+                               url_ + "'");
+  }
+  if (ctx_ == nullptr || ctx_->err != 0) {
+    std::string what = ctx_ != nullptr ? ctx_->errstr : "out of memory";
+    drop();
+    return caf::make_error(caf::sec::cannot_connect_to_node,
+                           "queue: cannot connect to " + url_ + ": " + what);
+  }
+  current_timeout_ = std::chrono::milliseconds{0};
+  timeout(std::chrono::milliseconds{0});
+  for (int i = 0; i < static_cast<int>(script::count); ++i) {
+    auto r = run({"SCRIPT", "LOAD", script_text(static_cast<script>(i))});
+    if (!r)
+      return std::move(r.error());
+    if ((*r)->type != REDIS_REPLY_STRING) {
+      auto what = render(r->get());
+      drop();
+      return caf::make_error(caf::sec::runtime_error,
+                             "queue: SCRIPT LOAD failed: " + what);
+    }
+    shas_[i] = std::string{str(r->get())};
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto r =
+        run({"XGROUP", "CREATE", fmt::format("{}:q:{}", cfg_.name_space, i),
+             group_name, "0", "MKSTREAM"});
+    if (!r)
+      return std::move(r.error());
+    if ((*r)->type == REDIS_REPLY_ERROR &&
+        str(r->get()).find("BUSYGROUP") == std::string_view::npos) {
+      auto what = render(r->get());
+      drop();
+      return caf::make_error(caf::sec::runtime_error,
+                             "queue: XGROUP CREATE failed: " + what);
+    }
+  }
+  return caf::none;
+}
+
+void connection::timeout(std::chrono::milliseconds t) {
+  if (t.count() == 0)
+    t = cfg_.io_timeout;
+  if (ctx_ != nullptr && t != current_timeout_) {
+    redisSetTimeout(ctx_, to_timeval(t));
+    current_timeout_ = t;
+  }
+}
+
+caf::error connection::io_error(const char* what) {
+  std::string msg = fmt::format("queue: Redis I/O error during {}: {}", what,
+                                ctx_ != nullptr ? ctx_->errstr : "");
+  drop();
+  return caf::make_error(caf::sec::cannot_connect_to_node, std::move(msg));
+}
+
+void connection::append(const std::vector<std::string>& args) {
+  if (ctx_ == nullptr)
+    return;
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  argv.reserve(args.size());
+  lens.reserve(args.size());
+  for (auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  redisAppendCommandArgv(ctx_, static_cast<int>(args.size()), argv.data(),
+                         lens.data());
+}
+
+caf::error connection::flush() {
+  if (ctx_ == nullptr)
+    return caf::make_error(caf::sec::cannot_connect_to_node,
+                           "queue: not connected");
+  int done = 0;
+  while (done == 0)
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK)
+      return io_error("write");
+  return caf::none;
+}
+
+caf::expected<reply_ptr> connection::next_reply() {
+  if (ctx_ == nullptr)
+    return caf::make_error(caf::sec::cannot_connect_to_node,
+                           "queue: not connected");
+  void* raw = nullptr;
+  if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr)
+    return io_error("read");
+  return reply_ptr{static_cast<redisReply*>(raw)};
+}
+
+caf::expected<reply_ptr> connection::run(const std::vector<std::string>& args) {
+  if (ctx_ == nullptr)
+    return caf::make_error(caf::sec::cannot_connect_to_node,
+                           "queue: not connected");
+  append(args);
+  return next_reply();
+}
+
+std::vector<std::string> connection::eval(script s,
+                                          std::vector<std::string> keys,
+                                          std::vector<std::string> argv) const {
+  std::vector<std::string> cmd;
+  cmd.reserve(3 + keys.size() + argv.size());
+  cmd.emplace_back("EVALSHA");
+  cmd.push_back(shas_[static_cast<int>(s)]);
+  cmd.push_back(std::to_string(keys.size()));
+  for (auto& k : keys)
+    cmd.push_back(std::move(k));
+  for (auto& a : argv)
+    cmd.push_back(std::move(a));
+  return cmd;
+}
+
+} // namespace actorbus::queue::internal
+
+namespace actorbus::queue {
+
+caf::expected<std::unique_ptr<embedded_redis>>
+embedded_redis::start(bool persistent) {
+  std::unique_ptr<embedded_redis> self{new embedded_redis};
+  auto tmpl = (std::filesystem::temp_directory_path() / "actorbus-redis-XXXXXX")
+                  .string();
+  if (mkdtemp(tmpl.data()) == nullptr)
+    return caf::make_error(caf::sec::runtime_error,
+                           "embedded_redis: cannot create a temporary folder");
+  self->dir_ = tmpl;
+  self->socket_ = tmpl + "/redis.sock";
+  self->url_ = "unix://" + self->socket_;
+  self->persistent_ = persistent;
+  if (auto err = self->launch())
+    return err;
+  return self;
+}
+
+caf::error embedded_redis::launch() {
+  std::vector<std::string> args{"redis-server",
+                                "--port",
+                                "0",
+                                "--unixsocket",
+                                socket_,
+                                "--unixsocketperm",
+                                "700",
+                                "--dir",
+                                dir_,
+                                "--save",
+                                "",
+                                "--appendonly",
+                                persistent_ ? "yes" : "no",
+                                "--appendfsync",
+                                "always",
+                                "--loglevel",
+                                "warning",
+                                "--logfile",
+                                dir_ + "/redis.log"};
+  std::error_code ec;
+  std::filesystem::remove(socket_, ec);
+  // Everything the child needs is allocated before fork: the parent may
+  // have other threads holding the allocator's locks.
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  auto pid = fork();
+  if (pid < 0)
+    return caf::make_error(caf::sec::runtime_error,
+                           "embedded_redis: fork failed");
+  if (pid == 0) {
+    execvp("redis-server", argv.data());
+    _exit(127);
+  }
+  pid_ = pid;
+  // Ready when the socket answers PING (bounded wait).
+  queue_config cfg;
+  cfg.io_timeout = std::chrono::milliseconds{200};
+  for (int i = 0; i < 500; ++i) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = 0;
+      return caf::make_error(caf::sec::runtime_error,
+                             "embedded_redis: redis-server exited at start "
+                             "(is it installed?)");
+    }
+    if (std::filesystem::exists(socket_, ec)) {
+      auto* ctx = redisConnectUnix(socket_.c_str());
+      if (ctx != nullptr && ctx->err == 0) {
+        auto* r = static_cast<redisReply*>(redisCommand(ctx, "PING"));
+        bool ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+        if (r != nullptr)
+          freeReplyObject(r);
+        redisFree(ctx);
+        if (ok)
+          return caf::none;
+      } else if (ctx != nullptr) {
+        redisFree(ctx);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  crash();
+  return caf::make_error(caf::sec::runtime_error,
+                         "embedded_redis: redis-server did not come up");
+}
+
+void embedded_redis::crash() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = 0;
+  }
+}
+
+void embedded_redis::stop() {
+  if (pid_ <= 0)
+    return;
+  kill(pid_, SIGTERM);
+  for (int i = 0; i < 300; ++i) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = 0;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  crash();
+}
+
+caf::error embedded_redis::restart() {
+  stop();
+  return launch();
+}
+
+embedded_redis::~embedded_redis() {
+  stop();
+  std::error_code ec;
+  if (!dir_.empty())
+    std::filesystem::remove_all(dir_, ec);
+}
+
+caf::expected<std::shared_ptr<embedded_redis>> embedded_redis::shared() {
+  static std::mutex mtx;
+  static std::weak_ptr<embedded_redis> instance;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (auto ptr = instance.lock())
+    return ptr;
+  auto fresh = start(false);
+  if (!fresh)
+    return std::move(fresh.error());
+  std::shared_ptr<embedded_redis> ptr{std::move(*fresh)};
+  instance = ptr;
+  return ptr;
+}
+
+} // namespace actorbus::queue

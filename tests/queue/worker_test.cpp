@@ -1,0 +1,362 @@
+#include "actorbus/queue/client.hpp"
+#include "actorbus/queue/embedded_redis.hpp"
+#include "actorbus/queue/worker.hpp"
+#include "actorbus/runtime/runtime.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+using namespace actorbus;
+using namespace actorbus::queue;
+using namespace std::chrono_literals;
+
+namespace {
+
+class worker_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    auto srv = embedded_redis::start();
+    ASSERT_TRUE(srv) << to_string(srv.error());
+    redis = std::move(*srv);
+    cfg.url = redis->url();
+    cfg.visibility_timeout = 2s;
+    cfg.sweep_interval = 20ms;
+    auto c = client::connect(cfg);
+    ASSERT_TRUE(c) << to_string(c.error());
+    producer.emplace(std::move(*c));
+    sut = std::make_unique<worker>(rt, cfg);
+    sut->handle_typed<int, int>(
+        "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
+          return encode(a + b);
+        });
+  }
+
+  void TearDown() override {
+    if (sut)
+      sut->stop();
+  }
+
+  task_info wait_for(const std::string& id) {
+    auto info = producer->wait(id, 10s);
+    EXPECT_TRUE(info) << to_string(info.error());
+    return info ? *info : task_info{};
+  }
+
+  std::unique_ptr<embedded_redis> redis;
+  queue_config cfg;
+  runtime::runtime rt;
+  std::optional<client> producer;
+  std::unique_ptr<worker> sut;
+};
+
+TEST_F(worker_test, a_task_runs_and_wait_returns_its_result) {
+  ASSERT_FALSE(sut->start());
+  auto id = producer->enqueue("add", {}, 2, 3);
+  ASSERT_TRUE(id);
+  auto info = wait_for(*id);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  auto sum = decode<int>(info.result);
+  ASSERT_TRUE(sum);
+  EXPECT_EQ(std::get<0>(*sum), 5);
+}
+
+TEST_F(worker_test, a_failing_task_is_retried_until_it_succeeds) {
+  std::atomic<int> calls{0};
+  sut->handle(
+      "flaky",
+      [&](task_context& ctx, std::string_view) -> caf::expected<std::string> {
+        ++calls;
+        if (ctx.attempt() < 3)
+          return caf::make_error(caf::sec::runtime_error, "not yet");
+        return std::string{"ok"};
+      });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.max_attempts = 5;
+  opts.backoff = 10ms;
+  auto id = producer->enqueue_payload("flaky", "", opts);
+  ASSERT_TRUE(id);
+  auto info = wait_for(*id);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_EQ(info.result, "ok");
+  EXPECT_EQ(calls.load(), 3);
+  EXPECT_EQ(sut->stats().retried, 2u);
+}
+
+TEST_F(worker_test,
+       a_task_failing_its_last_attempt_is_dead_lettered_with_the_reason) {
+  std::atomic<int> calls{0};
+  sut->handle(
+      "doomed",
+      [&](task_context&, std::string_view) -> caf::expected<std::string> {
+        ++calls;
+        throw std::runtime_error("disk on fire");
+      });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.max_attempts = 2;
+  opts.backoff = 5ms;
+  auto id = producer->enqueue_payload("doomed", "payload-bytes", opts);
+  ASSERT_TRUE(id);
+  auto info = wait_for(*id);
+  EXPECT_EQ(info.status, task_status::dead);
+  EXPECT_EQ(calls.load(), 2);
+  auto dead = producer->dead_letters();
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ(dead->front().task_id, *id);
+  EXPECT_EQ(dead->front().payload, "payload-bytes");
+  EXPECT_EQ(dead->front().attempts, 2u);
+  EXPECT_NE(dead->front().reason.find("disk on fire"), std::string::npos)
+      << dead->front().reason;
+}
+
+TEST_F(
+    worker_test,
+    unknown_names_and_malformed_entries_are_dead_lettered_and_the_worker_keeps_running) {
+  ASSERT_FALSE(sut->start());
+  auto unknown = producer->enqueue("no_such_task", {}, 1);
+  ASSERT_TRUE(unknown);
+  auto bad_args = producer->enqueue("add", {}, std::string{"two"});
+  ASSERT_TRUE(bad_args);
+  auto raw = producer->command(
+      {"XADD", cfg.name_space + ":q:1", "*", "garbage", "entry"});
+  ASSERT_TRUE(raw) << to_string(raw.error());
+  EXPECT_EQ(wait_for(*unknown).status, task_status::dead);
+  EXPECT_EQ(wait_for(*bad_args).status, task_status::dead);
+  auto good = producer->enqueue("add", {}, 20, 22);
+  ASSERT_TRUE(good);
+  auto info = wait_for(*good);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_EQ(std::get<0>(*decode<int>(info.result)), 42);
+  auto dead = producer->dead_letters();
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 3u);
+  std::vector<std::string> reasons;
+  for (auto& d : *dead)
+    reasons.push_back(d.reason);
+  auto has = [&](std::string_view what) {
+    return std::any_of(reasons.begin(), reasons.end(), [&](auto& r) {
+      return r.find(what) != std::string::npos;
+    });
+  };
+  EXPECT_TRUE(has("unknown task name 'no_such_task'"));
+  EXPECT_TRUE(has("malformed payload"));
+  EXPECT_TRUE(has("malformed entry"));
+}
+
+TEST_F(worker_test, a_requeued_dead_letter_runs_again) {
+  std::atomic<bool> healthy{false};
+  sut->handle(
+      "sometimes",
+      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
+        if (!healthy)
+          return caf::make_error(caf::sec::runtime_error, "down");
+        return std::string{p};
+      });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.max_attempts = 1;
+  auto id = producer->enqueue_payload("sometimes", "again", opts);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(wait_for(*id).status, task_status::dead);
+  healthy = true;
+  auto dead = producer->dead_letters();
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  auto again = producer->requeue(dead->front().entry);
+  ASSERT_TRUE(again);
+  auto info = wait_for(*again);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_EQ(info.result, "again");
+  EXPECT_TRUE(producer->dead_letters()->empty());
+}
+
+TEST_F(worker_test,
+       a_delayed_task_is_scheduled_and_runs_no_earlier_than_its_delay) {
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.delay = 150ms;
+  auto before = std::chrono::steady_clock::now();
+  auto id = producer->enqueue("add", opts, 1, 1);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(producer->status(*id)->status, task_status::scheduled);
+  auto info = wait_for(*id);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_GE(std::chrono::steady_clock::now() - before, 150ms);
+}
+
+TEST_F(worker_test, cancel_stops_a_task_that_has_not_started) {
+  std::atomic<int> calls{0};
+  sut->handle(
+      "never",
+      [&](task_context&, std::string_view) -> caf::expected<std::string> {
+        ++calls;
+        return std::string{};
+      });
+  task_options later;
+  later.delay = 1h;
+  auto scheduled = producer->enqueue_payload("never", "", later);
+  auto queued = producer->enqueue_payload("never", "");
+  ASSERT_TRUE(scheduled);
+  ASSERT_TRUE(queued);
+  EXPECT_EQ(producer->cancel(*scheduled), true);
+  EXPECT_EQ(producer->cancel(*queued), true);
+  EXPECT_EQ(producer->cancel(*queued), false);
+  ASSERT_FALSE(sut->start());
+  auto probe = producer->enqueue("add", {}, 0, 0);
+  ASSERT_TRUE(probe);
+  wait_for(*probe); // the worker got past the cancelled entry
+  EXPECT_EQ(producer->status(*scheduled)->status, task_status::cancelled);
+  EXPECT_EQ(producer->status(*queued)->status, task_status::cancelled);
+  EXPECT_EQ(calls.load(), 0);
+}
+
+TEST_F(worker_test, effects_with_one_idempotency_key_apply_once) {
+  sut->handle(
+      "credit",
+      [&](task_context& ctx, std::string_view) -> caf::expected<std::string> {
+        ctx.add_effect({"INCRBY", "balance", "10"});
+        return std::string{"credited"};
+      });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.idempotency_key = "payment-17";
+  auto a = producer->enqueue_payload("credit", "", opts);
+  auto b = producer->enqueue_payload("credit", "", opts);
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(wait_for(*a).status, task_status::succeeded);
+  EXPECT_EQ(wait_for(*b).status, task_status::succeeded);
+  EXPECT_EQ(producer->command({"GET", "balance"}), std::string{"10"});
+}
+
+TEST_F(worker_test, high_priority_tasks_run_before_low_priority_ones) {
+  std::mutex mtx;
+  std::vector<std::string> order;
+  sut->handle(
+      "log",
+      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
+        std::lock_guard<std::mutex> guard{mtx};
+        order.emplace_back(p);
+        return std::string{};
+      });
+  task_options low;
+  low.level = priority::low;
+  task_options high;
+  high.level = priority::high;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(*producer->enqueue_payload("log", "low", low));
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(*producer->enqueue_payload("log", "high", high));
+  cfg.concurrency = 1;
+  sut = std::make_unique<worker>(rt, cfg);
+  sut->handle(
+      "log",
+      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
+        std::lock_guard<std::mutex> guard{mtx};
+        order.emplace_back(p);
+        return std::string{};
+      });
+  ASSERT_FALSE(sut->start());
+  for (auto& id : ids)
+    wait_for(id);
+  ASSERT_EQ(order.size(), 10u);
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_EQ(order[i], "high") << i;
+}
+
+TEST_F(worker_test,
+       a_long_cpu_bound_task_is_not_reclaimed_while_its_worker_lives) {
+  cfg.visibility_timeout = 200ms;
+  cfg.heartbeat_interval = 40ms;
+  std::atomic<int> runs{0};
+  auto busy = [&](task_context&,
+                  std::string_view) -> caf::expected<std::string> {
+    ++runs;
+    // Spin, without yielding, for four visibility timeouts.
+    auto until = std::chrono::steady_clock::now() + 800ms;
+    volatile uint64_t x = 0;
+    while (std::chrono::steady_clock::now() < until)
+      x = x + 1;
+    return std::string{"done"};
+  };
+  sut = std::make_unique<worker>(rt, cfg);
+  sut->handle("busy", busy);
+  worker other{rt, cfg};
+  other.handle("busy", busy);
+  ASSERT_FALSE(sut->start());
+  auto id = producer->enqueue_payload("busy", "");
+  ASSERT_TRUE(id);
+  // Give the task to sut first, then start a second worker that would
+  // reclaim it if the lease were not renewed.
+  while (sut->stats().succeeded == 0 && runs.load() == 0)
+    std::this_thread::yield();
+  ASSERT_FALSE(other.start());
+  EXPECT_EQ(wait_for(*id).status, task_status::succeeded);
+  other.stop();
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_EQ(other.stats().reclaimed, 0u);
+}
+
+TEST_F(worker_test, a_task_over_its_timeout_fails_the_attempt) {
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  sut->handle("slow",
+              [released](task_context&,
+                         std::string_view) -> caf::expected<std::string> {
+                released.wait_for(5s);
+                return std::string{"late"};
+              });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.timeout = 50ms;
+  opts.max_attempts = 1;
+  auto id = producer->enqueue_payload("slow", "", opts);
+  ASSERT_TRUE(id);
+  auto info = wait_for(*id);
+  release.set_value();
+  EXPECT_EQ(info.status, task_status::dead);
+  EXPECT_NE(info.error.find("timed out"), std::string::npos) << info.error;
+}
+
+TEST_F(worker_test, graceful_stop_finishes_and_acknowledges_in_flight_tasks) {
+  std::promise<void> started;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  sut->handle("long",
+              [&, released](task_context&,
+                            std::string_view) -> caf::expected<std::string> {
+                started.set_value();
+                released.wait_for(5s);
+                return std::string{"finished"};
+              });
+  ASSERT_FALSE(sut->start());
+  auto id = producer->enqueue_payload("long", "");
+  ASSERT_TRUE(id);
+  ASSERT_EQ(started.get_future().wait_for(5s), std::future_status::ready);
+  auto stopping = std::async(std::launch::async, [&] { sut->stop(5s); });
+  release.set_value();
+  ASSERT_EQ(stopping.wait_for(10s), std::future_status::ready);
+  auto info = producer->status(*id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->status, task_status::succeeded);
+  EXPECT_EQ(info->result, "finished");
+}
+
+TEST_F(worker_test, a_waiting_client_times_out_on_a_task_nobody_runs) {
+  auto id = producer->enqueue("add", {}, 1, 2);
+  ASSERT_TRUE(id);
+  auto info = producer->wait(*id, 50ms);
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error(), caf::sec::request_timeout);
+}
+
+} // namespace
