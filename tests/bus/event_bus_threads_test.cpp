@@ -1,0 +1,262 @@
+#include "actorbus/bus/event_bus.hpp"
+#include "actorbus/runtime/config.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+// The bus on the real scheduler with publishers on plain threads: volume,
+// blocking back-pressure, concurrency and scatter/gather. Every wait is on a
+// future with a timeout.
+
+namespace {
+
+using namespace actorbus::bus;
+using namespace std::chrono_literals;
+
+constexpr auto patience = 60s;
+
+class event_bus_threads_test : public ::testing::Test {
+protected:
+  event_bus_threads_test()
+      : sys(cfg)
+      , sut(sys) {
+    // nop
+  }
+
+  /// Collects the dead letters (call before the scenario).
+  void watch_dead_letters() {
+    auto sub = sut.subscribe<dead_letter>(dead_letter_topic,
+                                          [this](const dead_letter& x) {
+                                            std::lock_guard guard{dead_mtx};
+                                            dead.push_back(x.reason);
+                                          });
+    dead_sub = std::move(*sub);
+  }
+
+  actorbus::runtime::runtime_config cfg;
+  caf::actor_system sys;
+  event_bus sut;
+  subscription dead_sub;
+  std::mutex dead_mtx;
+  std::vector<dead_letter_reason> dead;
+};
+
+TEST_F(event_bus_threads_test,
+       a_million_events_reach_ten_subscribers_without_loss_in_order) {
+  constexpr int n = 1'000'000;
+  constexpr int subscribers = 10;
+  watch_dead_letters();
+  struct checker {
+    int next = 0;
+    int out_of_order = 0;
+    std::promise<void> done;
+  };
+  std::vector<checker> checks(subscribers);
+  std::vector<subscription> subs;
+  for (auto& c : checks) {
+    auto s = sut.subscribe<int>("load.events", [&c](int x) {
+      if (x != c.next)
+        ++c.out_of_order;
+      c.next = x + 1;
+      if (c.next == n)
+        c.done.set_value();
+    });
+    ASSERT_TRUE(s);
+    subs.push_back(std::move(*s));
+  }
+  for (int i = 0; i < n; ++i)
+    ASSERT_FALSE(sut.publish("load.events", i)); // block policy: no loss
+  for (auto& c : checks) {
+    ASSERT_EQ(c.done.get_future().wait_for(patience),
+              std::future_status::ready);
+    EXPECT_EQ(c.out_of_order, 0);
+    EXPECT_EQ(c.next, n);
+  }
+  auto st = sut.stats("load.events");
+  EXPECT_EQ(st.published, uint64_t{n});
+  EXPECT_EQ(st.delivered, uint64_t{n} * subscribers);
+  EXPECT_EQ(st.dropped, 0u);
+  std::lock_guard guard{dead_mtx};
+  EXPECT_TRUE(dead.empty());
+}
+
+TEST_F(event_bus_threads_test,
+       a_blocked_publisher_times_out_on_a_stalled_subscriber) {
+  watch_dead_letters();
+  std::promise<void> release;
+  auto gate = release.get_future().share();
+  std::atomic<int> handled{0};
+  subscription_options opts;
+  opts.capacity = 2;
+  opts.policy = overload_policy::block;
+  opts.block_timeout = 50ms;
+  auto sub = sut.subscribe<int>(
+      "slow",
+      [&, gate](int) {
+        gate.wait_for(patience);
+        ++handled;
+      },
+      opts);
+  ASSERT_TRUE(sub);
+  EXPECT_FALSE(sut.publish("slow", 1));
+  EXPECT_FALSE(sut.publish("slow", 2));
+  // The subscriber is stuck on event 1 with event 2 counted: the queue is
+  // full, so this publish waits 50 ms and gives up.
+  auto err = sut.publish("slow", 3);
+  EXPECT_EQ(err, errc::publish_timeout);
+  EXPECT_EQ(sub->dropped(), 1u);
+  release.set_value();
+  auto done = std::async(std::launch::async, [&] {
+    // After the subscriber catches up, publishing succeeds again.
+    return sut.publish("slow", 4);
+  });
+  ASSERT_EQ(done.wait_for(patience), std::future_status::ready);
+  EXPECT_FALSE(done.get());
+}
+
+TEST_F(event_bus_threads_test,
+       a_blocked_publisher_resumes_when_the_subscriber_catches_up) {
+  std::promise<void> all;
+  std::atomic<int> handled{0};
+  subscription_options opts;
+  opts.capacity = 4;
+  opts.policy = overload_policy::block;
+  opts.block_timeout = patience;
+  auto sub = sut.subscribe<int>(
+      "steady",
+      [&](int) {
+        if (++handled == 1000)
+          all.set_value();
+      },
+      opts);
+  for (int i = 0; i < 1000; ++i)
+    ASSERT_FALSE(sut.publish("steady", i));
+  ASSERT_EQ(all.get_future().wait_for(patience), std::future_status::ready);
+  EXPECT_EQ(sub->dropped(), 0u);
+}
+
+TEST_F(event_bus_threads_test,
+       publishers_on_many_threads_each_keep_their_order) {
+  constexpr int threads = 4;
+  constexpr int per_thread = 20000;
+  std::vector<int> next(threads, 0);
+  std::atomic<int> bad{0};
+  std::promise<void> done;
+  int total = 0;
+  auto sub = sut.subscribe<std::pair<int, int>>(
+      "multi", [&](const std::pair<int, int>& x) {
+        if (x.second != next[x.first]++)
+          ++bad;
+        if (++total == threads * per_thread)
+          done.set_value();
+      });
+  std::vector<std::thread> pubs;
+  for (int t = 0; t < threads; ++t)
+    pubs.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i)
+        sut.publish("multi", std::make_pair(t, i));
+    });
+  for (auto& p : pubs)
+    p.join();
+  ASSERT_EQ(done.get_future().wait_for(patience), std::future_status::ready);
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST_F(event_bus_threads_test,
+       subscribing_and_unsubscribing_during_traffic_is_safe) {
+  std::atomic<bool> stop{false};
+  std::atomic<long> received{0};
+  std::promise<void> last;
+  auto steady = sut.subscribe<int>("churn.x", [&](int x) {
+    ++received;
+    if (x == -1)
+      last.set_value();
+  });
+  auto churner = std::thread([&] {
+    while (!stop.load()) {
+      auto s = sut.subscribe<int>("churn.*", [&](int) { ++received; });
+      std::this_thread::yield();
+      // After cancel returns, this callback never runs again.
+    }
+  });
+  for (int i = 0; i < 50000; ++i)
+    ASSERT_FALSE(sut.publish("churn.x", i));
+  stop = true;
+  churner.join();
+  sut.publish("churn.x", -1);
+  ASSERT_EQ(last.get_future().wait_for(patience), std::future_status::ready);
+  EXPECT_EQ(steady->delivered(), 50001u);
+  EXPECT_EQ(sut.subscription_count(), 1u);
+}
+
+TEST_F(event_bus_threads_test,
+       after_cancel_returns_a_running_callback_has_finished) {
+  std::promise<void> entered;
+  std::atomic<bool> finished{false};
+  std::atomic<int> calls{0};
+  auto sub = sut.subscribe<int>("c", [&](int) {
+    if (++calls == 1) {
+      entered.set_value();
+      std::this_thread::sleep_for(20ms); // a slow handler, not a sync point
+      finished = true;
+    }
+  });
+  sut.publish("c", 1);
+  sut.publish("c", 2);
+  ASSERT_EQ(entered.get_future().wait_for(patience), std::future_status::ready);
+  sub->cancel();
+  EXPECT_TRUE(finished.load());
+  EXPECT_EQ(calls.load(), 1); // event 2 never ran
+}
+
+TEST_F(event_bus_threads_test,
+       gather_collects_the_replies_of_callbacks_and_actors) {
+  auto doubler = sut.subscribe<int>("price.quote", [](int x) { return 2 * x; });
+  auto tripler = sut.subscribe<int>("price.*", [](int x) { return 3 * x; });
+  auto actor = sys.spawn([](caf::event_based_actor*) {
+    return caf::behavior{[](const std::string&, const caf::actor_addr&, int x) {
+      return 5 * x;
+    }};
+  });
+  auto from_actor = sut.subscribe("price.#", actor);
+  auto res = sut.gather<int>("price.quote", 10, 10s);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->asked, 3u);
+  EXPECT_EQ(res->missing(), 0u);
+  std::sort(res->replies.begin(), res->replies.end());
+  EXPECT_EQ(res->replies, (std::vector<int>{20, 30, 50}));
+  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(event_bus_threads_test,
+       gather_stops_at_the_deadline_and_reports_the_silent) {
+  std::promise<void> release;
+  auto gate = release.get_future().share();
+  auto quick = sut.subscribe<int>("poll", [](int) { return 1; });
+  auto slow = sut.subscribe<int>("poll", [gate](int) {
+    gate.wait_for(patience);
+    return 2;
+  });
+  auto broken = sut.subscribe<int>(
+      "poll", [](int) -> int { throw std::runtime_error("no answer"); });
+  auto res = sut.gather<int>("poll", 0, 100ms);
+  release.set_value();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->asked, 3u);
+  EXPECT_EQ(res->replies, std::vector<int>{1});
+  EXPECT_EQ(res->failed, 1u);
+  EXPECT_EQ(res->missing(), 1u);
+  auto nobody = sut.gather<int>("nobody.home", 0, 10ms);
+  ASSERT_TRUE(nobody);
+  EXPECT_EQ(nobody->asked, 0u);
+}
+
+} // namespace
