@@ -1,0 +1,138 @@
+// The seed's "Async Queues": one producer, three consumers, a queue between
+// them. Here the producer and consumers are actors, the queue is bounded (a
+// full queue holds the producer back) and end of work is `close()`, not a
+// `None` put once per consumer.
+//
+// usage: producer_consumer [items=10] [consumers=3] [pace_ms=1]
+
+#include "actorbus/actors/async_queue.hpp"
+#include "actorbus/runtime/runtime.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using actorbus::actors::async_queue;
+
+namespace {
+
+using produce_atom = caf::atom_constant<caf::atom("produce")>;
+
+// Puts item_0 .. item_{n-1}, one every `pace` (the seed's sleep(0.1)).
+caf::behavior producer(caf::event_based_actor* self,
+                       async_queue<std::string>* queue, int n,
+                       caf::timespan pace, std::promise<int>* done) {
+  auto next = std::make_shared<int>(0);
+  self->send(self, produce_atom::value);
+  return {
+      [=](produce_atom) {
+        if (*next == n) {
+          done->set_value(n);
+          self->quit();
+          return;
+        }
+        auto item = "item_" + std::to_string((*next)++);
+        // Waits (without blocking a thread) while the queue is full.
+        queue->async_put(self, std::move(item), caf::timespan{10s},
+                         [=](caf::error err, std::optional<std::string> back) {
+                           if (err) {
+                             fmt::print("producer: could not put {}: {}\n",
+                                        back.value_or("?"),
+                                        self->system().render(err));
+                             done->set_value(-1);
+                             self->quit();
+                             return;
+                           }
+                           self->delayed_send(self, pace, produce_atom::value);
+                         });
+      },
+  };
+}
+
+struct tally {
+  std::atomic<int> items{0};
+  std::atomic<long> sum{0};
+};
+
+// Takes items until the queue is closed and drained.
+void consume(caf::event_based_actor* self, async_queue<std::string>* queue,
+             int id, tally* total, std::shared_ptr<std::promise<int>> done,
+             int handled = 0) {
+  queue->async_get(self, caf::timespan{30s},
+                   [=](caf::expected<std::string> item) mutable {
+                     if (!item) {
+                       // closed: the end of the work, no sentinel needed.
+                       done->set_value(handled);
+                       self->quit();
+                       return;
+                     }
+                     // process_item: take the number out of "item_<n>".
+                     total->sum += std::stol(item->substr(5));
+                     ++total->items;
+                     (void)queue->task_done();
+                     consume(self, queue, id, total, done, handled + 1);
+                   });
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int n = argc > 1 ? std::atoi(argv[1]) : 10;
+  int consumers = argc > 2 ? std::atoi(argv[2]) : 3;
+  int pace_ms = argc > 3 ? std::atoi(argv[3]) : 1;
+  if (n < 0 || consumers < 1 || pace_ms < 0) {
+    fmt::print(stderr,
+               "usage: producer_consumer [items] [consumers] [pace_ms]\n");
+    return 2;
+  }
+  actorbus::runtime::runtime rt;
+  async_queue<std::string> queue{4};
+  tally total;
+  std::promise<int> produced;
+  auto produced_f = produced.get_future();
+  std::vector<std::future<int>> handled;
+  for (int i = 0; i < consumers; ++i) {
+    auto done = std::make_shared<std::promise<int>>();
+    handled.push_back(done->get_future());
+    if (!rt.spawn([&, i, done](caf::event_based_actor* self) {
+          consume(self, &queue, i, &total, done);
+        }))
+      return 1;
+  }
+  if (!rt.spawn(producer, &queue, n,
+                caf::timespan{std::chrono::milliseconds(pace_ms)}, &produced))
+    return 1;
+  // await producer_task
+  if (produced_f.wait_for(60s) != std::future_status::ready ||
+      produced_f.get() != n) {
+    fmt::print("producer did not finish\n");
+    return 1;
+  }
+  fmt::print("produced {} items\n", n);
+  // Every item processed (task_done) before we close.
+  if (auto err = queue.join(caf::timespan{60s})) {
+    fmt::print("join failed: {}\n", rt.system().render(err));
+    return 1;
+  }
+  queue.close();
+  for (int i = 0; i < consumers; ++i) {
+    if (handled[i].wait_for(10s) != std::future_status::ready) {
+      fmt::print("consumer_{} did not stop\n", i);
+      return 1;
+    }
+    fmt::print("consumer_{} handled {} items\n", i, handled[i].get());
+  }
+  fmt::print("consumed {} items by {} consumers, sum of item numbers {}\n",
+             total.items.load(), consumers, total.sum.load());
+  fmt::print("queue closed, every consumer stopped\n");
+  return total.items.load() == n ? 0 : 1;
+}

@@ -1,0 +1,268 @@
+#include "actorbus/actors/async_queue.hpp"
+#include "actorbus/runtime/runtime.hpp"
+
+#include "deterministic_fixture.hpp"
+
+#include <caf/event_based_actor.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace actorbus::actors;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto long_wait = caf::timespan{30s};
+
+class async_queue_test : public actorbus::test::deterministic_fixture {
+protected:
+  void make(std::size_t capacity) {
+    sut = std::make_unique<async_queue<std::string>>(capacity);
+  }
+
+  /// Spawns an actor on the deterministic system that gets one item.
+  void spawn_getter(caf::timespan timeout,
+                    std::optional<caf::expected<std::string>>& got) {
+    sys.spawn([this, timeout, &got](caf::event_based_actor* self) {
+      sut->async_get(self, timeout, [&got](caf::expected<std::string> x) {
+        got.emplace(std::move(x));
+      });
+    });
+  }
+
+  std::unique_ptr<async_queue<std::string>> sut;
+};
+
+} // namespace
+
+TEST_F(async_queue_test, items_come_out_in_the_order_they_went_in) {
+  make(0);
+  for (auto x : {"a", "b", "c"})
+    ASSERT_FALSE(sut->put(x, 1s));
+  EXPECT_EQ(sut->size(), 3u);
+  EXPECT_EQ(*sut->get(1s), "a");
+  EXPECT_EQ(*sut->get(1s), "b");
+  EXPECT_EQ(*sut->get(1s), "c");
+}
+
+TEST_F(async_queue_test,
+       put_waits_while_full_and_a_timed_out_put_keeps_its_item) {
+  make(1);
+  ASSERT_FALSE(sut->put("first", 1s));
+  std::string second = "second";
+  auto err = sut->put(std::move(second), 10ms);
+  EXPECT_TRUE(is(err, async_queue_errc::timeout));
+  EXPECT_EQ(second, "second") << "a failed put must not take the item";
+  EXPECT_TRUE(is(sut->try_put("x"), async_queue_errc::timeout));
+  // A waiting put completes as soon as a get makes room.
+  auto waiting = std::async(std::launch::async, [&] {
+    return sut->put(std::move(second), long_wait);
+  });
+  EXPECT_EQ(*sut->get(1s), "first");
+  EXPECT_FALSE(waiting.get());
+  EXPECT_EQ(*sut->get(1s), "second");
+}
+
+TEST_F(async_queue_test,
+       get_waits_for_an_item_and_times_out_on_an_empty_queue) {
+  make(4);
+  auto empty = sut->get(10ms);
+  ASSERT_FALSE(empty);
+  EXPECT_TRUE(is(empty.error(), async_queue_errc::timeout));
+  EXPECT_FALSE(sut->try_get());
+  auto waiting =
+      std::async(std::launch::async, [&] { return sut->get(long_wait); });
+  ASSERT_FALSE(sut->put("late", 1s));
+  auto x = waiting.get();
+  ASSERT_TRUE(x);
+  EXPECT_EQ(*x, "late");
+}
+
+TEST_F(async_queue_test, join_waits_until_every_item_is_marked_done) {
+  make(0);
+  for (auto x : {"a", "b", "c"})
+    ASSERT_FALSE(sut->put(x, 1s));
+  EXPECT_TRUE(is(sut->join(1ms), async_queue_errc::timeout));
+  auto joined =
+      std::async(std::launch::async, [&] { return sut->join(long_wait); });
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(sut->get(1s));
+    ASSERT_FALSE(sut->task_done());
+  }
+  EXPECT_FALSE(joined.get());
+  EXPECT_EQ(sut->unfinished(), 0u);
+  EXPECT_TRUE(is(sut->task_done(), async_queue_errc::no_unfinished_task));
+}
+
+TEST_F(async_queue_test,
+       a_closed_queue_refuses_puts_and_drains_before_failing_gets) {
+  make(0);
+  ASSERT_FALSE(sut->put("a", 1s));
+  auto waiting_getter_of_empty = std::make_unique<async_queue<std::string>>(1);
+  auto blocked = std::async(std::launch::async, [&] {
+    return waiting_getter_of_empty->get(long_wait);
+  });
+  waiting_getter_of_empty->close();
+  auto woken = blocked.get();
+  ASSERT_FALSE(woken);
+  EXPECT_TRUE(is(woken.error(), async_queue_errc::closed));
+  sut->close();
+  EXPECT_TRUE(sut->closed());
+  EXPECT_TRUE(is(sut->put("b", 1s), async_queue_errc::closed));
+  EXPECT_EQ(*sut->get(1s), "a");
+  auto end = sut->get(1s);
+  ASSERT_FALSE(end);
+  EXPECT_TRUE(is(end.error(), async_queue_errc::closed));
+}
+
+TEST_F(async_queue_test, many_producer_and_consumer_threads_lose_nothing) {
+  make(64);
+  constexpr int producers = 4;
+  constexpr int per_producer = 25'000;
+  std::atomic<long> sum{0};
+  std::atomic<int> count{0};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p)
+    threads.emplace_back([&, p] {
+      for (int i = 0; i < per_producer; ++i)
+        ASSERT_FALSE(sut->put(std::to_string(p * per_producer + i), long_wait));
+    });
+  for (int c = 0; c < 4; ++c)
+    threads.emplace_back([&] {
+      for (;;) {
+        auto x = sut->get(long_wait);
+        if (!x)
+          return; // closed and drained
+        sum += std::stol(*x);
+        ++count;
+        ASSERT_FALSE(sut->task_done());
+      }
+    });
+  for (int p = 0; p < producers; ++p)
+    threads[p].join();
+  ASSERT_FALSE(sut->join(long_wait));
+  sut->close();
+  for (auto& t : threads)
+    if (t.joinable())
+      t.join();
+  constexpr long n = producers * per_producer;
+  EXPECT_EQ(count.load(), n);
+  EXPECT_EQ(sum.load(), n * (n - 1) / 2);
+}
+
+TEST_F(async_queue_test, an_actor_waiting_to_get_receives_the_next_put) {
+  make(4);
+  std::optional<caf::expected<std::string>> got;
+  spawn_getter(caf::timespan{5s}, got);
+  run();
+  EXPECT_FALSE(got) << "nothing to get yet";
+  ASSERT_FALSE(sut->put("hello", 1s));
+  run();
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(*got);
+  EXPECT_EQ(**got, "hello");
+  EXPECT_EQ(sut->size(), 0u);
+}
+
+TEST_F(async_queue_test, an_actor_get_times_out_on_the_actor_clock) {
+  make(4);
+  std::optional<caf::expected<std::string>> got;
+  spawn_getter(caf::timespan{5s}, got);
+  run();
+  run_after(caf::timespan{4s});
+  EXPECT_FALSE(got);
+  run_after(caf::timespan{1s});
+  ASSERT_TRUE(got);
+  ASSERT_FALSE(*got);
+  EXPECT_TRUE(is(got->error(), async_queue_errc::timeout));
+  // The timed-out wait does not swallow a later item.
+  ASSERT_FALSE(sut->put("kept", 1s));
+  run();
+  EXPECT_EQ(sut->size(), 1u);
+}
+
+TEST_F(async_queue_test, an_actor_put_waits_for_room_or_hands_the_item_back) {
+  make(1);
+  ASSERT_FALSE(sut->put("first", 1s));
+  std::vector<std::string> log;
+  auto putter = [&](std::string item, caf::timespan timeout) {
+    sys.spawn([&, item, timeout](caf::event_based_actor* self) {
+      sut->async_put(self, item, timeout,
+                     [&](caf::error err, std::optional<std::string> back) {
+                       log.push_back(err ? "failed, kept " + back.value_or("?")
+                                         : "queued");
+                     });
+    });
+  };
+  putter("second", caf::timespan{10s});
+  putter("third", caf::timespan{2s});
+  run();
+  EXPECT_TRUE(log.empty());
+  run_after(caf::timespan{2s});
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0], "failed, kept third");
+  EXPECT_EQ(*sut->get(1s), "first");
+  run();
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[1], "queued");
+  EXPECT_EQ(*sut->get(1s), "second");
+}
+
+TEST_F(async_queue_test, closing_wakes_waiting_actors_with_closed) {
+  make(1);
+  std::optional<caf::expected<std::string>> got;
+  spawn_getter(caf::timespan{10s}, got);
+  run();
+  sut->close();
+  run();
+  ASSERT_TRUE(got);
+  ASSERT_FALSE(*got);
+  EXPECT_TRUE(is(got->error(), async_queue_errc::closed));
+}
+
+TEST_F(async_queue_test, producer_actors_and_consumer_threads_lose_nothing) {
+  make(16);
+  actorbus::runtime::runtime rt;
+  constexpr int producers = 3;
+  constexpr int per_producer = 2'000;
+  std::atomic<int> failures{0};
+  for (int p = 0; p < producers; ++p) {
+    auto started = rt.spawn([&, p](caf::event_based_actor* self) {
+      // Each put waits for the previous one: a loop of continuations.
+      auto next = std::make_shared<std::function<void(int)>>();
+      *next = [&, self, p, next](int i) {
+        if (i == per_producer)
+          return;
+        sut->async_put(
+            self, std::to_string(p * per_producer + i), caf::timespan{30s},
+            [&, next, i](caf::error err, std::optional<std::string>) {
+              if (err)
+                ++failures;
+              (*next)(i + 1);
+            });
+      };
+      (*next)(0);
+    });
+    ASSERT_TRUE(started);
+  }
+  long sum = 0;
+  int count = 0;
+  while (count < producers * per_producer) {
+    auto x = sut->get(long_wait);
+    ASSERT_TRUE(x);
+    sum += std::stol(*x);
+    ++count;
+  }
+  constexpr long n = producers * per_producer;
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(sum, n * (n - 1) / 2);
+  EXPECT_FALSE(sut->try_get());
+  sut.reset(); // before the runtime: its relay lives there
+}
