@@ -76,14 +76,22 @@ struct client::impl {
   uint64_t counter = 0;
 
   caf::error ensure() {
-    conn.timeout(std::chrono::milliseconds{0});
     return conn.connect();
   }
 
-  caf::expected<internal::reply_ptr> run(const std::vector<std::string>& args) {
+  /// Runs one command; when the connection turns out to be dead (Redis
+  /// restarted), reconnects and tries once more.
+  caf::expected<internal::reply_ptr>
+  exec(const std::vector<std::string>& args) {
     if (auto err = ensure())
       return err;
-    return conn.run(args);
+    auto r = conn.run(args);
+    if (!r && !conn.connected()) {
+      if (auto err = ensure())
+        return err;
+      r = conn.run(args);
+    }
+    return r;
   }
 
   std::string next_id() {
@@ -174,10 +182,13 @@ caf::expected<std::string> client::enqueue_payload(std::string_view name,
   auto args = impl_->enqueue_args(name, payload, opts, id);
   if (!args)
     return std::move(args.error());
-  auto r = impl_->conn.run(*args);
+  auto r = impl_->exec(*args);
   if (!r)
     return std::move(r.error());
-  if ((*r)->type == REDIS_REPLY_ERROR)
+  // A retry after a lost connection may find its own first try done.
+  if ((*r)->type == REDIS_REPLY_ERROR &&
+      internal::str(r->get()).find("duplicate task id") ==
+          std::string_view::npos)
     return redis_error(r->get(), "enqueue");
   return id;
 }
@@ -194,33 +205,46 @@ client::enqueue_many(std::string_view name,
   constexpr size_t chunk = 1024;
   for (size_t first = 0; first < payloads.size(); first += chunk) {
     auto last = std::min(payloads.size(), first + chunk);
+    std::vector<std::vector<std::string>> cmds;
     for (auto i = first; i < last; ++i) {
       std::string id;
       auto args = impl_->enqueue_args(name, payloads[i], opts, id);
-      if (!args) {
-        // Replies of the commands already appended would be out of step.
-        impl_->conn.drop();
+      if (!args)
         return std::move(args.error());
-      }
-      impl_->conn.append(*args);
+      cmds.push_back(std::move(*args));
       ids.push_back(std::move(id));
     }
-    caf::error first_err;
-    for (auto i = first; i < last; ++i) {
-      auto r = impl_->conn.next_reply();
-      if (!r)
-        return std::move(r.error());
-      if ((*r)->type == REDIS_REPLY_ERROR && !first_err)
-        first_err = redis_error(r->get(), "enqueue");
+    // A second try after a lost connection; an id the first try already
+    // stored answers "duplicate task id", which counts as done.
+    caf::error err;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (auto e = impl_->ensure())
+        return e;
+      for (auto& cmd : cmds)
+        impl_->conn.append(cmd);
+      err = caf::none;
+      for (size_t i = 0; i < cmds.size(); ++i) {
+        auto r = impl_->conn.next_reply();
+        if (!r) {
+          err = std::move(r.error());
+          break;
+        }
+        if ((*r)->type == REDIS_REPLY_ERROR && !err &&
+            internal::str(r->get()).find("duplicate task id") ==
+                std::string_view::npos)
+          err = redis_error(r->get(), "enqueue");
+      }
+      if (!err || impl_->conn.connected())
+        break;
     }
-    if (first_err)
-      return first_err;
+    if (err)
+      return err;
   }
   return ids;
 }
 
 caf::expected<task_info> client::status(std::string_view id) {
-  auto r = impl_->run({"HMGET", impl_->k.task(id), "s", "n", "a", "r", "err"});
+  auto r = impl_->exec({"HMGET", impl_->k.task(id), "s", "n", "a", "r", "err"});
   if (!r)
     return std::move(r.error());
   if ((*r)->elements == 5 && (*r)->element[0]->type == REDIS_REPLY_NIL) {
@@ -236,8 +260,8 @@ caf::expected<task_info> client::wait(std::string_view id,
   auto deadline = std::chrono::steady_clock::now() + timeout;
   if (auto err = impl_->ensure())
     return err;
-  auto r = impl_->conn.run(impl_->conn.eval(internal::script::wait_prepare,
-                                            {impl_->k.task(id)}, {}));
+  auto r = impl_->exec(impl_->conn.eval(internal::script::wait_prepare,
+                                        {impl_->k.task(id)}, {}));
   if (!r)
     return std::move(r.error());
   auto info = impl_->info_of(id, r->get());
@@ -253,7 +277,7 @@ caf::expected<task_info> client::wait(std::string_view id,
     // BLPOP takes seconds (fractions allowed); the socket waits a bit
     // longer so the server's timeout answers first.
     impl_->conn.timeout(left + impl_->cfg.io_timeout);
-    auto b = impl_->conn.run(
+    auto b = impl_->exec(
         {"BLPOP", key,
          fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
     impl_->conn.timeout(std::chrono::milliseconds{0});
@@ -261,7 +285,7 @@ caf::expected<task_info> client::wait(std::string_view id,
       return std::move(b.error());
     if ((*b)->type == REDIS_REPLY_ARRAY) {
       // Leave the token for other waiters of the same task.
-      impl_->conn.run({"RPUSH", key, "1"});
+      static_cast<void>(impl_->exec({"RPUSH", key, "1"}));
       return status(id);
     }
     if ((*b)->type == REDIS_REPLY_ERROR)
@@ -272,7 +296,7 @@ caf::expected<task_info> client::wait(std::string_view id,
 caf::expected<bool> client::cancel(std::string_view id) {
   if (auto err = impl_->ensure())
     return err;
-  auto r = impl_->conn.run(impl_->conn.eval(
+  auto r = impl_->exec(impl_->conn.eval(
       internal::script::cancel, {impl_->k.task(id), impl_->k.delayed},
       {impl_->cfg.name_space, internal::group_name, std::string{id},
        std::to_string(impl_->cfg.result_ttl.count())}));
@@ -285,7 +309,7 @@ caf::expected<bool> client::cancel(std::string_view id) {
 
 caf::expected<std::vector<dead_letter>>
 client::dead_letters(std::size_t count) {
-  auto r = impl_->run(
+  auto r = impl_->exec(
       {"XRANGE", impl_->k.dead, "-", "+", "COUNT", std::to_string(count)});
   if (!r)
     return std::move(r.error());
@@ -320,8 +344,8 @@ client::dead_letters(std::size_t count) {
 }
 
 caf::expected<std::string> client::requeue(std::string_view dead_entry) {
-  auto r = impl_->run({"XRANGE", impl_->k.dead, std::string{dead_entry},
-                       std::string{dead_entry}});
+  auto r = impl_->exec({"XRANGE", impl_->k.dead, std::string{dead_entry},
+                        std::string{dead_entry}});
   if (!r)
     return std::move(r.error());
   if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements != 1)
@@ -343,7 +367,7 @@ caf::expected<std::string> client::requeue(std::string_view dead_entry) {
   auto id = enqueue_payload(name, std::move(payload));
   if (!id)
     return id;
-  auto d = impl_->run({"XDEL", impl_->k.dead, std::string{dead_entry}});
+  auto d = impl_->exec({"XDEL", impl_->k.dead, std::string{dead_entry}});
   if (!d)
     return std::move(d.error());
   return id;
@@ -370,7 +394,7 @@ caf::expected<std::string>
 client::command(const std::vector<std::string>& args) {
   if (args.empty())
     return caf::make_error(caf::sec::invalid_argument, "queue: empty command");
-  auto r = impl_->run(args);
+  auto r = impl_->exec(args);
   if (!r)
     return std::move(r.error());
   if ((*r)->type == REDIS_REPLY_ERROR)

@@ -1,0 +1,298 @@
+// Fault injection: workers killed with SIGKILL at every stage of a task, and
+// Redis crashing under running workers.
+
+#include "actorbus/queue/client.hpp"
+#include "actorbus/queue/embedded_redis.hpp"
+#include "actorbus/queue/worker.hpp"
+#include "actorbus/runtime/runtime.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <map>
+#include <random>
+#include <sstream>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace actorbus;
+using namespace actorbus::queue;
+using namespace std::chrono_literals;
+
+namespace {
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    out.push_back(line);
+  return out;
+}
+
+// Where a child worker kills itself; mid_handler is inside the handler,
+// after it declared its effect.
+enum class kill_point { before_handle, mid_handler, after_effect, after_ack };
+
+constexpr std::array<const char*, 4> point_names{"before_handle", "mid_handler",
+                                                 "after_effect", "after_ack"};
+
+class fault_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    auto srv = embedded_redis::start(true);
+    ASSERT_TRUE(srv) << to_string(srv.error());
+    redis = std::move(*srv);
+    cfg.url = redis->url();
+    cfg.visibility_timeout = 300ms;
+    cfg.sweep_interval = 50ms;
+    cfg.heartbeat_interval = 60ms;
+    cfg.batch_size = 8;
+    cfg.concurrency = 2;
+    cfg.io_timeout = 500ms;
+    auto c = client::connect(cfg);
+    ASSERT_TRUE(c) << to_string(c.error());
+    sut.emplace(std::move(*c));
+  }
+
+  void TearDown() override {
+    for (auto pid : children) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+
+  static caf::expected<std::string> apply(task_context& ctx, std::string_view) {
+    ctx.add_effect({"INCR", "effect:" + std::string{ctx.id()}});
+    return std::string{"applied"};
+  }
+
+  /// Forks a worker process that kills itself (SIGKILL) the `countdown`-th
+  /// time it reaches `point`, or never with a countdown of 0.
+  pid_t spawn_worker(kill_point point, int countdown) {
+    auto pid = fork();
+    if (pid != 0)
+      return pid;
+    alarm(120); // never outlive a failed test
+    {
+      runtime::runtime rt;
+      worker w{rt, cfg};
+      auto left = std::make_shared<std::atomic<int>>(countdown);
+      auto maybe_die = [left, countdown](kill_point at, kill_point want) {
+        if (countdown > 0 && at == want && --*left == 0)
+          raise(SIGKILL);
+      };
+      w.handle("apply", [=](task_context& ctx, std::string_view p) {
+        auto result = apply(ctx, p);
+        // Some work, so that kills land inside handlers too.
+        auto until = std::chrono::steady_clock::now() + 200us;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        maybe_die(kill_point::mid_handler, point);
+        return result;
+      });
+      w.on_fault_point([=](fault_point p) {
+        switch (p) {
+        case fault_point::before_handle:
+          maybe_die(kill_point::before_handle, point);
+          break;
+        case fault_point::after_effect:
+          maybe_die(kill_point::after_effect, point);
+          break;
+        case fault_point::after_ack:
+          maybe_die(kill_point::after_ack, point);
+          break;
+        }
+      });
+      if (w.start())
+        _exit(3);
+      for (;;)
+        pause();
+    }
+  }
+
+  /// Task ids that consumer `name` held when it died.
+  std::vector<std::string> pending_of(const std::string& name) {
+    std::vector<std::string> ids;
+    auto pending = sut->command({"XPENDING", cfg.name_space + ":q:1", "workers",
+                                 "-", "+", "1000", name});
+    if (!pending)
+      return ids;
+    // Rendered as lines of 4 fields: entry, consumer, idle, deliveries.
+    auto xs = lines(*pending);
+    for (size_t i = 0; i + 3 < xs.size(); i += 4) {
+      auto entry =
+          sut->command({"XRANGE", cfg.name_space + ":q:1", xs[i], xs[i]});
+      if (!entry)
+        continue;
+      auto fields = lines(*entry);
+      for (size_t j = 1; j + 1 < fields.size(); j += 2)
+        if (fields[j] == "id")
+          ids.push_back(fields[j + 1]);
+    }
+    return ids;
+  }
+
+  std::unique_ptr<embedded_redis> redis;
+  queue_config cfg;
+  std::optional<client> sut;
+  std::vector<pid_t> children;
+};
+
+TEST_F(fault_test,
+       killing_workers_100_times_loses_no_task_and_applies_effects_once) {
+  constexpr int tasks = 1500;
+  constexpr int kills = 100;
+  task_options opts;
+  opts.max_attempts = 50;
+  std::vector<std::string> payloads(tasks);
+  auto ids = sut->enqueue_many("apply", payloads, opts);
+  ASSERT_TRUE(ids) << to_string(ids.error());
+  // Idempotency keys equal to the ids (set per task).
+  ASSERT_TRUE(sut->command({"FLUSHDB"}));
+  ids->clear();
+  for (int i = 0; i < tasks; ++i) {
+    opts.idempotency_key = "key-" + std::to_string(i);
+    auto id = sut->enqueue_payload("apply", "", opts);
+    ASSERT_TRUE(id);
+    ids->push_back(*id);
+  }
+  std::mt19937 rng{20261125};
+  char host[64] = {0};
+  gethostname(host, sizeof host - 1);
+  std::map<std::string, int64_t> died_holding; // task id -> last death
+  std::array<int, 4> per_point{};
+  auto spawn = [&] {
+    auto point = static_cast<kill_point>(rng() % 4);
+    int countdown = 1 + static_cast<int>(rng() % 3);
+    auto pid = spawn_worker(point, countdown);
+    children.push_back(pid);
+    return std::make_pair(pid, point);
+  };
+  std::map<pid_t, kill_point> planned;
+  for (int i = 0; i < 2; ++i) {
+    auto [pid, point] = spawn();
+    planned[pid] = point;
+  }
+  int deaths = 0;
+  auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (deaths < kills && std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    auto pid = waitpid(-1, &status, 0);
+    ASSERT_GT(pid, 0);
+    auto when = unix_ms();
+    std::erase(children, pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "a worker ended otherwise than by the injected SIGKILL";
+    ++deaths;
+    ++per_point[static_cast<int>(planned[pid])];
+    for (auto& id : pending_of(fmt::format("{}-{}-1", host, pid)))
+      died_holding[id] = when;
+    auto [next, point] = spawn();
+    planned[next] = point;
+  }
+  ASSERT_EQ(deaths, kills) << "workers did not die often enough in time";
+  for (auto pid : children) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  children.clear();
+  // Two healthy workers drain the rest.
+  for (int i = 0; i < 2; ++i)
+    children.push_back(spawn_worker(kill_point::after_ack, 0));
+  int succeeded = 0;
+  int dead = 0;
+  std::vector<int64_t> recoveries;
+  for (auto& id : *ids) {
+    auto info = sut->wait(id, 30s);
+    ASSERT_TRUE(info) << "task " << id << " lost: " << to_string(info.error());
+    auto effect = sut->command({"GET", "effect:" + id});
+    ASSERT_TRUE(effect);
+    if (info->status == task_status::succeeded) {
+      ++succeeded;
+      EXPECT_EQ(*effect, "1") << "effect of " << id << " applied " << *effect;
+    } else {
+      ASSERT_EQ(info->status, task_status::dead) << id;
+      ++dead;
+      EXPECT_EQ(*effect, "(nil)");
+    }
+    if (auto it = died_holding.find(id); it != died_holding.end()) {
+      auto ft = sut->command({"HGET", cfg.name_space + ":t:" + id, "ft"});
+      ASSERT_TRUE(ft);
+      recoveries.push_back(std::stoll(*ft) - it->second);
+    }
+  }
+  EXPECT_EQ(succeeded + dead, tasks);
+  EXPECT_EQ(dead, 0);
+  std::cout << "kills by point:";
+  for (size_t i = 0; i < 4; ++i) {
+    std::cout << ' ' << point_names[i] << '=' << per_point[i];
+    EXPECT_GT(per_point[i], 0) << point_names[i];
+  }
+  std::sort(recoveries.begin(), recoveries.end());
+  auto worst_recovery = recoveries.empty() ? 0 : recoveries.back();
+  std::cout << "\ntasks held by a dying worker: " << died_holding.size()
+            << ", recovery ms: median "
+            << (recoveries.empty() ? 0 : recoveries[recoveries.size() / 2])
+            << ", p95 "
+            << (recoveries.empty() ? 0
+                                   : recoveries[recoveries.size() * 95 / 100])
+            << ", worst " << worst_recovery << "\n";
+  EXPECT_FALSE(died_holding.empty());
+  // Reclaimed after the visibility timeout by the next sweep; the margin
+  // covers running the task itself on a loaded machine.
+  EXPECT_LE(worst_recovery,
+            (cfg.visibility_timeout + cfg.sweep_interval + 500ms).count());
+}
+
+TEST_F(
+    fault_test,
+    workers_reconnect_after_redis_restarts_and_nothing_acknowledged_is_lost) {
+  runtime::runtime rt;
+  worker w{rt, cfg};
+  w.handle("apply",
+           [](task_context& ctx, std::string_view p) { return apply(ctx, p); });
+  ASSERT_FALSE(w.start());
+  std::vector<std::string> ids;
+  task_options opts;
+  for (int i = 0; i < 200; ++i) {
+    opts.idempotency_key = "before-" + std::to_string(i);
+    ids.push_back(*sut->enqueue_payload("apply", "", opts));
+  }
+  ASSERT_EQ(sut->wait(ids[50], 10s)->status, task_status::succeeded);
+  std::vector<std::string> acked;
+  for (auto& id : ids)
+    if (sut->status(id)->status == task_status::succeeded)
+      acked.push_back(id);
+  redis->crash();
+  ASSERT_FALSE(redis->restart());
+  for (auto& id : acked) {
+    auto info = sut->status(id);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->status, task_status::succeeded) << id;
+  }
+  for (int i = 0; i < 200; ++i) {
+    opts.idempotency_key = "after-" + std::to_string(i);
+    ids.push_back(*sut->enqueue_payload("apply", "", opts));
+  }
+  for (auto& id : ids) {
+    auto info = sut->wait(id, 20s);
+    ASSERT_TRUE(info) << to_string(info.error());
+    EXPECT_EQ(info->status, task_status::succeeded);
+    EXPECT_EQ(sut->command({"GET", "effect:" + id}), std::string{"1"});
+  }
+  EXPECT_GE(w.stats().reconnects, 1u);
+  w.stop();
+}
+
+} // namespace
