@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,6 +81,8 @@ TEST_F(event_bus_threads_test,
     EXPECT_EQ(c.out_of_order, 0);
     EXPECT_EQ(c.next, n);
   }
+  for (auto& s : subs)
+    s.cancel(); // waits for the last callbacks' bookkeeping
   auto st = sut.stats("load.events");
   EXPECT_EQ(st.published, uint64_t{n});
   EXPECT_EQ(st.delivered, uint64_t{n} * subscribers);
@@ -180,11 +183,17 @@ TEST_F(event_bus_threads_test,
     if (x == -1)
       last.set_value();
   });
+  std::atomic<int> late{0};
   auto churner = std::thread([&] {
     while (!stop.load()) {
-      auto s = sut.subscribe<int>("churn.*", [&](int) { ++received; });
+      auto gone = std::make_shared<std::atomic<bool>>(false);
+      auto s = sut.subscribe<int>("churn.*", [&, gone](int) {
+        if (gone->load())
+          ++late;
+      });
       std::this_thread::yield();
-      // After cancel returns, this callback never runs again.
+      s->cancel();
+      gone->store(true); // from here on, this callback must never run
     }
   });
   for (int i = 0; i < 50000; ++i)
@@ -193,8 +202,10 @@ TEST_F(event_bus_threads_test,
   churner.join();
   sut.publish("churn.x", -1);
   ASSERT_EQ(last.get_future().wait_for(patience), std::future_status::ready);
-  EXPECT_EQ(steady->delivered(), 50001u);
+  EXPECT_EQ(late.load(), 0);
   EXPECT_EQ(sut.subscription_count(), 1u);
+  steady->cancel(); // waits for the last callback's bookkeeping
+  EXPECT_EQ(steady->delivered(), 50001u);
 }
 
 TEST_F(event_bus_threads_test,
