@@ -1,0 +1,195 @@
+#include "actorbus/ipc/shared_array.hpp"
+
+#include "liveness.hpp"
+#include "shm.hpp"
+
+#include <atomic>
+#include <cstring>
+#include <limits>
+
+namespace actorbus::ipc::detail {
+
+using namespace internal;
+
+namespace {
+
+constexpr uint64_t array_magic = 0x31595241'52524f41; // "AORRARY1"
+constexpr uint32_t array_version = 1;
+constexpr size_t max_dims = 8;
+
+struct array_header {
+  std::atomic<uint64_t> magic; // written last
+  uint32_t version;
+  uint32_t ndim;
+  char type[16];
+  uint64_t elem_size;
+  uint64_t count;
+  uint64_t shape[max_dims];
+  std::atomic<uint64_t> creator;
+  uint64_t generation;
+};
+
+constexpr size_t data_offset = 128;
+static_assert(sizeof(array_header) <= data_offset);
+
+} // namespace
+
+struct array_segment::impl {
+  std::string name;
+  shm_mapping seg;
+  std::vector<size_t> shape;
+  size_t count = 0;
+  uint64_t generation = 0;
+  bool creator = false;
+  bool closed = false;
+
+  array_header* hdr() const {
+    return static_cast<array_header*>(seg.data());
+  }
+};
+
+array_segment::array_segment(std::unique_ptr<impl> ptr)
+    : impl_(std::move(ptr)) {}
+
+array_segment::array_segment(array_segment&&) noexcept = default;
+
+array_segment& array_segment::operator=(array_segment&& other) noexcept {
+  if (this != &other) {
+    close();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+array_segment::~array_segment() {
+  close();
+}
+
+caf::expected<array_segment>
+array_segment::create(const std::string& name, std::string_view type,
+                      size_t elem_size, const std::vector<size_t>& shape) {
+  if (shape.empty() || shape.size() > max_dims)
+    return make_error(errc::invalid_argument,
+                      "a shared array needs 1 to 8 dimensions");
+  size_t count = 1;
+  for (auto d : shape) {
+    if (d != 0 && count > std::numeric_limits<size_t>::max() / d)
+      return make_error(errc::invalid_argument, "shape overflows size_t");
+    count *= d;
+  }
+  if (count > (size_t{1} << 40) / elem_size)
+    return make_error(errc::invalid_argument, "shared array over 1 TiB");
+  auto bytes = data_offset + std::max<size_t>(count * elem_size, 1);
+  auto seg = create_exclusive(name, bytes);
+  for (int attempt = 0;
+       !seg && seg.error() == errc::already_exists && attempt < 3; ++attempt) {
+    // Reclaim the name if its creator is dead or its header is garbage.
+    auto old = open_checked(name, 1);
+    if (!old) {
+      if (old.error() == errc::permission_denied)
+        return std::move(old.error());
+    } else if (old->size >= sizeof(array_header)) {
+      auto* h = static_cast<array_header*>(old->data());
+      auto w = h->creator.load(std::memory_order_acquire);
+      if (h->magic.load(std::memory_order_acquire) == array_magic && alive(w))
+        return make_error(errc::already_exists,
+                          "'" + name + "' was created by live process " +
+                              std::to_string(pid_of(w)));
+    }
+    remove(name);
+    seg = create_exclusive(name, bytes);
+  }
+  if (!seg)
+    return std::move(seg.error());
+  auto ptr = std::make_unique<impl>();
+  ptr->name = name;
+  ptr->seg = std::move(*seg);
+  auto* hdr = new (ptr->seg.data()) array_header{};
+  hdr->version = array_version;
+  hdr->ndim = static_cast<uint32_t>(shape.size());
+  std::memcpy(hdr->type, type.data(), std::min(type.size(), size_t{15}));
+  hdr->elem_size = elem_size;
+  hdr->count = count;
+  for (size_t i = 0; i < shape.size(); ++i)
+    hdr->shape[i] = shape[i];
+  hdr->creator.store(self_identity(), std::memory_order_relaxed);
+  hdr->generation = reinterpret_cast<uintptr_t>(ptr.get()) ^ monotonic_ms();
+  hdr->magic.store(array_magic, std::memory_order_release);
+  ptr->shape = shape;
+  ptr->count = count;
+  ptr->generation = hdr->generation;
+  ptr->creator = true;
+  return array_segment{std::move(ptr)};
+}
+
+caf::expected<array_segment> array_segment::attach(const std::string& name,
+                                                   std::string_view type,
+                                                   size_t elem_size) {
+  auto seg = open_checked(name, data_offset);
+  if (!seg)
+    return std::move(seg.error());
+  auto* hdr = static_cast<array_header*>(seg->data());
+  if (hdr->magic.load(std::memory_order_acquire) != array_magic ||
+      hdr->version != array_version || hdr->ndim == 0 || hdr->ndim > max_dims)
+    return make_error(errc::incompatible,
+                      "'" + name + "' is not a shared array of this version");
+  std::string_view stored{hdr->type, strnlen(hdr->type, sizeof(hdr->type))};
+  if (stored != type || hdr->elem_size != elem_size)
+    return make_error(errc::incompatible, "'" + name + "' holds " +
+                                              std::string{stored} + ", not " +
+                                              std::string{type});
+  std::vector<size_t> shape(hdr->shape, hdr->shape + hdr->ndim);
+  size_t count = 1;
+  for (auto d : shape)
+    count *= d;
+  if (count != hdr->count || data_offset + count * elem_size > seg->size)
+    return make_error(errc::incompatible,
+                      "'" + name + "' is smaller than its shape says");
+  auto ptr = std::make_unique<impl>();
+  ptr->name = name;
+  ptr->seg = std::move(*seg);
+  ptr->shape = std::move(shape);
+  ptr->count = count;
+  ptr->generation = hdr->generation;
+  return array_segment{std::move(ptr)};
+}
+
+void* array_segment::data() const noexcept {
+  return impl_ ? static_cast<std::byte*>(impl_->seg.data()) + data_offset
+               : nullptr;
+}
+
+size_t array_segment::count() const noexcept {
+  return impl_ && !impl_->closed ? impl_->count : 0;
+}
+
+const std::vector<size_t>& array_segment::shape() const noexcept {
+  static const std::vector<size_t> none;
+  return impl_ ? impl_->shape : none;
+}
+
+bool array_segment::is_creator() const noexcept {
+  return impl_ && impl_->creator;
+}
+
+const std::string& array_segment::name() const noexcept {
+  static const std::string none;
+  return impl_ ? impl_->name : none;
+}
+
+void array_segment::close() noexcept {
+  if (!impl_ || impl_->closed)
+    return;
+  impl_->closed = true;
+  if (impl_->creator) {
+    // Unlink only if the name still refers to our segment.
+    if (auto again = open_checked(impl_->name, sizeof(array_header))) {
+      auto* h = static_cast<array_header*>(again->data());
+      if (h->generation == impl_->generation)
+        remove(impl_->name);
+    }
+  }
+  impl_->seg = shm_mapping{};
+}
+
+} // namespace actorbus::ipc::detail

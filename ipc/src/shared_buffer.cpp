@@ -1,0 +1,212 @@
+#include "actorbus/ipc/shared_buffer.hpp"
+
+#include "liveness.hpp"
+#include "shm.hpp"
+
+#include <atomic>
+#include <cstring>
+#include <dirent.h>
+#include <random>
+#include <unistd.h>
+
+namespace actorbus::ipc {
+
+using namespace internal;
+
+namespace {
+
+constexpr uint64_t buffer_magic = 0x31464642'52524f41; // "AORRBFF1"
+constexpr const char* name_prefix = "actorbus-buf-";
+constexpr size_t data_offset = 512;
+
+struct buffer_header {
+  std::atomic<uint64_t> magic;
+  uint64_t generation;
+  uint64_t size;
+  std::atomic<uint64_t> holders[shared_buffer::max_holders];
+};
+
+static_assert(sizeof(buffer_header) <= data_offset);
+
+bool claim_slot(buffer_header* hdr, uint64_t me) {
+  for (auto& slot : hdr->holders) {
+    auto cur = slot.load(std::memory_order_acquire);
+    // A free slot, or one left by a dead process.
+    if ((cur == 0 || !alive(cur)) &&
+        slot.compare_exchange_strong(cur, me, std::memory_order_seq_cst))
+      return true;
+  }
+  return false;
+}
+
+size_t live_holders(const buffer_header* hdr) {
+  size_t n = 0;
+  for (auto& slot : hdr->holders) {
+    auto w = slot.load(std::memory_order_seq_cst);
+    if (w != 0 && alive(w))
+      ++n;
+  }
+  return n;
+}
+
+} // namespace
+
+caf::expected<buffer_handle>
+buffer_handle::from_bytes(std::span<const std::byte> bytes) {
+  buffer_handle result;
+  if (bytes.size() != sizeof(result))
+    return make_error(errc::corrupt_frame,
+                      "a buffer handle has " + std::to_string(sizeof(result)) +
+                          " bytes, got " + std::to_string(bytes.size()));
+  std::memcpy(&result, bytes.data(), sizeof(result));
+  if (strnlen(result.name, sizeof(result.name)) == sizeof(result.name))
+    return make_error(errc::corrupt_frame, "buffer name not terminated");
+  return result;
+}
+
+struct shared_buffer::impl {
+  std::string name;
+  shm_mapping seg;
+  uint64_t generation = 0;
+  size_t size = 0;
+  uint64_t me = 0;
+  bool released = false;
+
+  buffer_header* hdr() const {
+    return static_cast<buffer_header*>(seg.data());
+  }
+};
+
+shared_buffer::shared_buffer(std::unique_ptr<impl> ptr)
+    : impl_(std::move(ptr)) {}
+
+shared_buffer::shared_buffer(shared_buffer&&) noexcept = default;
+
+shared_buffer& shared_buffer::operator=(shared_buffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+shared_buffer::~shared_buffer() {
+  release();
+}
+
+caf::expected<shared_buffer> shared_buffer::allocate(size_t size) {
+  static std::atomic<uint64_t> counter{0};
+  if (size > (size_t{1} << 40))
+    return make_error(errc::invalid_argument, "shared buffer over 1 TiB");
+  std::random_device rd;
+  uint64_t generation = (uint64_t{rd()} << 32) ^ rd() ^ ++counter;
+  auto name = std::string{name_prefix} + std::to_string(::getpid()) + "-" +
+              std::to_string(counter.load()) + "-" +
+              std::to_string(generation & 0xFFFFFF);
+  auto seg = create_exclusive(name, data_offset + std::max<size_t>(size, 1));
+  if (!seg)
+    return std::move(seg.error());
+  auto ptr = std::make_unique<impl>();
+  ptr->name = name;
+  ptr->seg = std::move(*seg);
+  auto* hdr = new (ptr->seg.data()) buffer_header{};
+  hdr->generation = generation;
+  hdr->size = size;
+  ptr->me = self_identity();
+  hdr->holders[0].store(ptr->me, std::memory_order_seq_cst);
+  hdr->magic.store(buffer_magic, std::memory_order_release);
+  ptr->generation = generation;
+  ptr->size = size;
+  return shared_buffer{std::move(ptr)};
+}
+
+caf::expected<shared_buffer> shared_buffer::map(const buffer_handle& handle) {
+  std::string name{handle.name, strnlen(handle.name, sizeof(handle.name))};
+  if (name.rfind(name_prefix, 0) != 0)
+    return make_error(errc::invalid_argument,
+                      "'" + name + "' does not name a shared buffer");
+  auto seg = open_checked(name, data_offset);
+  if (!seg)
+    return std::move(seg.error());
+  auto* hdr = static_cast<buffer_header*>(seg->data());
+  if (hdr->magic.load(std::memory_order_acquire) != buffer_magic ||
+      hdr->generation != handle.generation || hdr->size != handle.size ||
+      data_offset + hdr->size > seg->size)
+    return make_error(errc::incompatible,
+                      "'" + name + "' is not the buffer the handle names");
+  auto ptr = std::make_unique<impl>();
+  ptr->me = self_identity();
+  if (!claim_slot(hdr, ptr->me))
+    return make_error(errc::busy, "all holder slots of '" + name +
+                                      "' are taken by live processes");
+  ptr->name = std::move(name);
+  ptr->seg = std::move(*seg);
+  ptr->generation = handle.generation;
+  ptr->size = handle.size;
+  return shared_buffer{std::move(ptr)};
+}
+
+size_t shared_buffer::sweep() {
+  size_t removed = 0;
+  auto* dir = ::opendir("/dev/shm");
+  if (dir == nullptr)
+    return 0;
+  while (auto* e = ::readdir(dir)) {
+    std::string name{e->d_name};
+    if (name.rfind(name_prefix, 0) != 0)
+      continue;
+    auto seg = open_checked(name, data_offset);
+    if (!seg)
+      continue;
+    auto* hdr = static_cast<buffer_header*>(seg->data());
+    if (hdr->magic.load(std::memory_order_acquire) != buffer_magic ||
+        live_holders(hdr) == 0) {
+      remove(name);
+      ++removed;
+    }
+  }
+  ::closedir(dir);
+  return removed;
+}
+
+buffer_handle shared_buffer::handle() const noexcept {
+  buffer_handle result;
+  if (!impl_ || impl_->released)
+    return result;
+  std::memcpy(result.name, impl_->name.data(),
+              std::min(impl_->name.size(), sizeof(result.name) - 1));
+  result.generation = impl_->generation;
+  result.size = impl_->size;
+  return result;
+}
+
+std::span<std::byte> shared_buffer::bytes() const noexcept {
+  if (!impl_ || impl_->released)
+    return {};
+  return {static_cast<std::byte*>(impl_->seg.data()) + data_offset,
+          impl_->size};
+}
+
+size_t shared_buffer::holders() const {
+  if (!impl_ || impl_->released)
+    return 0;
+  return live_holders(impl_->hdr());
+}
+
+void shared_buffer::release() noexcept {
+  if (!impl_ || impl_->released)
+    return;
+  impl_->released = true;
+  auto* hdr = impl_->hdr();
+  for (auto& slot : hdr->holders) {
+    auto expected = impl_->me;
+    if (slot.compare_exchange_strong(expected, 0, std::memory_order_seq_cst))
+      break;
+  }
+  // Whoever sees no live holder after clearing its own slot unlinks.
+  if (live_holders(hdr) == 0)
+    remove(impl_->name);
+  impl_->seg = shm_mapping{};
+}
+
+} // namespace actorbus::ipc
