@@ -1,0 +1,276 @@
+// Exercise 4, "a concurrent pipeline for data processing": a web-server
+// access log (Common Log Format) is read, parsed, filtered, enriched and
+// aggregated by pipeline stages running in parallel, with bounded memory,
+// then a report is written. The result is checked against a plain
+// single-threaded loop over the same input.
+//
+// usage: data_pipeline [--input FILE | --generate SIZE] [--seed N]
+//                      [--report FILE] [--keep-log FILE] [--no-check]
+//   SIZE: bytes, with an optional K/M/G suffix (default 8M).
+
+#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/runtime/runtime.hpp"
+
+#include "access_log.hpp"
+
+#include <caf/expected.hpp>
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+using namespace actorbus::actors;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct options {
+  std::string input;
+  uint64_t generate = 8u << 20;
+  uint64_t seed = 1;
+  std::string report;
+  std::string keep_log;
+  bool check = true;
+};
+
+std::optional<uint64_t> parse_size(std::string s) {
+  uint64_t mult = 1;
+  if (!s.empty()) {
+    switch (s.back()) {
+    case 'K':
+    case 'k':
+      mult = 1u << 10;
+      break;
+    case 'M':
+    case 'm':
+      mult = 1u << 20;
+      break;
+    case 'G':
+    case 'g':
+      mult = 1u << 30;
+      break;
+    }
+    if (mult != 1)
+      s.pop_back();
+  }
+  try {
+    std::size_t used = 0;
+    auto n = std::stoull(s, &used);
+    if (used != s.size())
+      return std::nullopt;
+    return n * mult;
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::optional<options> parse_args(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= argc)
+        return std::nullopt;
+      return std::string{argv[++i]};
+    };
+    if (a == "--no-check") {
+      o.check = false;
+      continue;
+    }
+    auto v = value();
+    if (!v)
+      return std::nullopt;
+    if (a == "--input") {
+      o.input = *v;
+    } else if (a == "--generate") {
+      auto n = parse_size(*v);
+      if (!n)
+        return std::nullopt;
+      o.generate = *n;
+    } else if (a == "--seed") {
+      auto n = parse_size(*v);
+      if (!n)
+        return std::nullopt;
+      o.seed = *n;
+    } else if (a == "--report") {
+      o.report = *v;
+    } else if (a == "--keep-log") {
+      o.keep_log = *v;
+    } else {
+      return std::nullopt;
+    }
+  }
+  return o;
+}
+
+// The lines of a file, counting the bytes read for the progress bar.
+struct line_reader {
+  std::shared_ptr<std::ifstream> in;
+  std::shared_ptr<std::atomic<uint64_t>> bytes;
+
+  std::optional<std::string> operator()() {
+    std::string line;
+    if (!std::getline(*in, line))
+      return std::nullopt;
+    bytes->fetch_add(line.size() + 1, std::memory_order_relaxed);
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    return line;
+  }
+};
+
+void draw_progress(uint64_t done, uint64_t total, double secs) {
+  constexpr int width = 40;
+  auto frac = total == 0 ? 1.0 : std::min(1.0, double(done) / double(total));
+  auto filled = static_cast<int>(frac * width);
+  fmt::print("\r[{}{}] {:5.1f}% {:7.1f} MB/s", std::string(filled, '#'),
+             std::string(width - filled, '.'), 100 * frac,
+             secs > 0 ? double(done) / 1e6 / secs : 0.0);
+  std::fflush(stdout);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  auto opts = parse_args(argc, argv);
+  if (!opts) {
+    fmt::print(stderr,
+               "usage: data_pipeline [--input FILE | --generate SIZE] "
+               "[--seed N] [--report FILE] [--keep-log FILE] [--no-check]\n");
+    return 2;
+  }
+  namespace fs = std::filesystem;
+  std::string log_path = opts->input;
+  bool remove_log = false;
+  if (log_path.empty()) {
+    log_path = !opts->keep_log.empty()
+                   ? opts->keep_log
+                   : (fs::temp_directory_path() /
+                      fmt::format("data_pipeline_{}.log", ::getpid()))
+                         .string();
+    remove_log = opts->keep_log.empty();
+    auto lines = access_log::generate(log_path, opts->generate, opts->seed);
+    fmt::print("generated {} lines ({} bytes) into {}\n", lines,
+               fs::file_size(log_path), log_path);
+  }
+  struct cleanup {
+    std::string path;
+    bool active;
+    ~cleanup() {
+      if (active) {
+        std::error_code ec;
+        fs::remove(path, ec);
+      }
+    }
+  } guard{log_path, remove_log};
+
+  auto in = std::make_shared<std::ifstream>(log_path, std::ios::binary);
+  if (!*in) {
+    fmt::print(stderr, "cannot open '{}'\n", log_path);
+    return 1;
+  }
+  const auto total_bytes = fs::file_size(log_path);
+  auto bytes_read = std::make_shared<std::atomic<uint64_t>>(0);
+
+  actorbus::runtime::runtime rt;
+  access_log::aggregate agg;
+  auto plan =
+      pipeline::from_generator<std::string>(line_reader{in, bytes_read})
+          .then("parse",
+                [](std::string& line) -> caf::expected<access_log::request> {
+                  auto r = access_log::parse(line);
+                  if (!r)
+                    return make_error(pipeline_errc::item_failed,
+                                      "malformed line");
+                  return std::move(*r);
+                },
+                {.parallelism = 2,
+                 .ordered = false,
+                 .on_error = error_policy::skip()})
+          .filter(
+              "filter",
+              [](const access_log::request& r) { return access_log::keep(r); })
+          .then("enrich",
+                [](access_log::request& r) {
+                  access_log::enrich(r);
+                  return std::move(r);
+                })
+          .to([&agg](access_log::request r) { agg.add(r); });
+  auto t0 = std::chrono::steady_clock::now();
+  auto run = std::move(plan).run(rt, {.batch = 256});
+  if (!run) {
+    fmt::print(stderr, "cannot start: {}\n", describe(run.error()));
+    return 1;
+  }
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+  auto secs = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+        .count();
+  };
+  caf::expected<pipeline_report> report{caf::error{}};
+  for (auto deadline = t0 + 10min;;) {
+    report = run->wait(caf::timespan{100ms});
+    if (report)
+      break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      run->cancel();
+      fmt::print(stderr, "\ngave up after 10 minutes\n");
+      return 1;
+    }
+    if (tty)
+      draw_progress(bytes_read->load(), total_bytes, secs());
+  }
+  auto elapsed = secs();
+  if (tty) {
+    draw_progress(total_bytes, total_bytes, elapsed);
+    fmt::print("\n");
+  }
+  if (!report->ok()) {
+    fmt::print(stderr, "pipeline failed: {}\n", describe(report->error));
+    return 1;
+  }
+  const auto& st = report->stages;
+  // st: source, parse, filter, enrich, sink
+  agg.set_dropped(st[1].errors, st[2].in - st[2].out);
+  auto text = agg.report();
+  fmt::print("{}", text);
+  if (!opts->report.empty()) {
+    std::ofstream out{opts->report, std::ios::binary};
+    out << text;
+    if (!out) {
+      fmt::print(stderr, "cannot write '{}'\n", opts->report);
+      return 1;
+    }
+    fmt::print("report written to {}\n", opts->report);
+  }
+  fmt::print("pipeline: {:.1f} MB in {:.3f} s, {:.1f} MB/s\n",
+             double(total_bytes) / 1e6, elapsed,
+             double(total_bytes) / 1e6 / elapsed);
+  for (auto& s : st)
+    fmt::print("  stage {:<7} in {:>9} out {:>9} errors {:>6} busy {:8.1f} ms "
+               "peak queue {}\n",
+               s.name, s.in, s.out, s.errors,
+               std::chrono::duration<double, std::milli>(s.busy).count(),
+               s.peak_queue_depth);
+  if (opts->check) {
+    auto r0 = std::chrono::steady_clock::now();
+    auto ref = access_log::reference_report(log_path);
+    auto ref_secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - r0)
+            .count();
+    if (!ref || *ref != text) {
+      fmt::print("reference: MISMATCH with the single-threaded result\n{}",
+                 ref ? *ref : std::string{"(unreadable input)\n"});
+      return 1;
+    }
+    fmt::print("reference: identical to the single-threaded loop ({:.3f} s)\n",
+               ref_secs);
+  }
+  return 0;
+}
