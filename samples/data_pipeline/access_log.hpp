@@ -17,8 +17,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -159,6 +161,26 @@ public:
     filtered_ = filtered;
   }
 
+  void add_dropped(uint64_t malformed, uint64_t filtered) {
+    malformed_ += malformed;
+    filtered_ += filtered;
+  }
+
+  /// Adds the counts of `other` (a partial aggregate of other lines).
+  void merge(aggregate&& other) {
+    requests_ += other.requests_;
+    malformed_ += other.malformed_;
+    filtered_ += other.filtered_;
+    for (auto& [k, n] : other.by_status_)
+      by_status_[k] += n;
+    for (auto& [k, n] : other.by_route_)
+      by_route_[k] += n;
+    for (auto& [k, n] : other.by_host_)
+      by_host_[k] += n;
+    bytes_.insert(bytes_.end(), other.bytes_.begin(), other.bytes_.end());
+    total_bytes_ += other.total_bytes_;
+  }
+
   uint64_t requests() const {
     return requests_;
   }
@@ -214,6 +236,103 @@ private:
   std::unordered_map<std::string, uint64_t> by_host_;
   std::vector<int64_t> bytes_;
   int64_t total_bytes_ = 0;
+};
+
+/// The requests of a chunk of lines, and what was dropped from it.
+struct parsed_chunk {
+  std::vector<request> requests;
+  uint64_t malformed = 0;
+  uint64_t filtered = 0;
+};
+
+/// Parses every line of `chunk` (complete lines, '\n'-separated; a final
+/// line may lack its '\n').
+inline parsed_chunk parse_chunk(std::string_view chunk) {
+  parsed_chunk out;
+  out.requests.reserve(chunk.size() / 96);
+  while (!chunk.empty()) {
+    auto nl = chunk.find('\n');
+    auto line = chunk.substr(0, nl);
+    chunk.remove_prefix(nl == std::string_view::npos ? chunk.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r')
+      line.remove_suffix(1);
+    if (auto r = parse(line))
+      out.requests.push_back(std::move(*r));
+    else
+      ++out.malformed;
+  }
+  return out;
+}
+
+/// Drops the requests `keep` rejects.
+inline void filter_chunk(parsed_chunk& c) {
+  auto kept = std::stable_partition(c.requests.begin(), c.requests.end(),
+                                    [](const request& r) { return keep(r); });
+  c.filtered += static_cast<uint64_t>(c.requests.end() - kept);
+  c.requests.erase(kept, c.requests.end());
+}
+
+inline void enrich_chunk(parsed_chunk& c) {
+  for (auto& r : c.requests)
+    enrich(r);
+}
+
+inline aggregate aggregate_chunk(const parsed_chunk& c) {
+  aggregate a;
+  for (auto& r : c.requests)
+    a.add(r);
+  a.add_dropped(c.malformed, c.filtered);
+  return a;
+}
+
+/// Reads a file in chunks of complete lines of about `size` bytes.
+class chunk_reader {
+public:
+  chunk_reader(const std::string& path, std::size_t size)
+      : in_(std::make_shared<std::ifstream>(path, std::ios::binary))
+      , size_(size) {
+    // nop
+  }
+
+  bool good() const {
+    return static_cast<bool>(*in_);
+  }
+
+  /// The next chunk; nothing at the end of the file.
+  std::optional<std::string> operator()() {
+    std::string chunk = std::move(*rest_);
+    rest_->clear();
+    for (;;) {
+      auto old = chunk.size();
+      chunk.resize(old + size_);
+      in_->read(chunk.data() + old, static_cast<std::streamsize>(size_));
+      auto got = static_cast<std::size_t>(in_->gcount());
+      chunk.resize(old + got);
+      read_->fetch_add(got, std::memory_order_relaxed);
+      if (got == 0)
+        return chunk.empty() ? std::nullopt
+                             : std::optional<std::string>{std::move(chunk)};
+      auto nl = chunk.rfind('\n');
+      if (nl != std::string::npos) {
+        rest_->assign(chunk, nl + 1);
+        chunk.resize(nl + 1);
+        return chunk;
+      }
+      // A line longer than a chunk: read on.
+    }
+  }
+
+  /// Bytes read so far (shared by copies).
+  std::shared_ptr<std::atomic<uint64_t>> bytes_read() const {
+    return read_;
+  }
+
+private:
+  std::shared_ptr<std::ifstream> in_;
+  std::size_t size_;
+  std::shared_ptr<std::string> rest_ = std::make_shared<std::string>();
+  std::shared_ptr<std::atomic<uint64_t>> read_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
 };
 
 /// The plain single-threaded reference: same steps, one loop.

@@ -1,8 +1,8 @@
 // Exercise 4, "a concurrent pipeline for data processing": a web-server
 // access log (Common Log Format) is read, parsed, filtered, enriched and
-// aggregated by pipeline stages running in parallel, with bounded memory,
-// then a report is written. The result is checked against a plain
-// single-threaded loop over the same input.
+// aggregated by pipeline stages running in parallel (see log_pipeline.hpp),
+// with bounded memory, then a report is written. The result is checked against
+// a plain single-threaded loop over the same input.
 //
 // usage: data_pipeline [--input FILE | --generate SIZE] [--seed N]
 //                      [--report FILE] [--keep-log FILE] [--no-check]
@@ -12,6 +12,7 @@
 #include "actorbus/runtime/runtime.hpp"
 
 #include "access_log.hpp"
+#include "log_pipeline.hpp"
 
 #include <caf/expected.hpp>
 
@@ -109,22 +110,6 @@ std::optional<options> parse_args(int argc, char** argv) {
   return o;
 }
 
-// The lines of a file, counting the bytes read for the progress bar.
-struct line_reader {
-  std::shared_ptr<std::ifstream> in;
-  std::shared_ptr<std::atomic<uint64_t>> bytes;
-
-  std::optional<std::string> operator()() {
-    std::string line;
-    if (!std::getline(*in, line))
-      return std::nullopt;
-    bytes->fetch_add(line.size() + 1, std::memory_order_relaxed);
-    if (!line.empty() && line.back() == '\r')
-      line.pop_back();
-    return line;
-  }
-};
-
 void draw_progress(uint64_t done, uint64_t total, double secs) {
   constexpr int width = 40;
   auto frac = total == 0 ? 1.0 : std::min(1.0, double(done) / double(total));
@@ -170,40 +155,19 @@ int main(int argc, char** argv) {
     }
   } guard{log_path, remove_log};
 
-  auto in = std::make_shared<std::ifstream>(log_path, std::ios::binary);
-  if (!*in) {
+  access_log::chunk_reader reader{log_path, 256 * 1024};
+  if (!reader.good()) {
     fmt::print(stderr, "cannot open '{}'\n", log_path);
     return 1;
   }
   const auto total_bytes = fs::file_size(log_path);
-  auto bytes_read = std::make_shared<std::atomic<uint64_t>>(0);
+  auto bytes_read = reader.bytes_read();
 
   actorbus::runtime::runtime rt;
-  access_log::aggregate agg;
-  auto plan =
-      pipeline::from_generator<std::string>(line_reader{in, bytes_read})
-          .then("parse",
-                [](std::string& line) -> caf::expected<access_log::request> {
-                  auto r = access_log::parse(line);
-                  if (!r)
-                    return make_error(pipeline_errc::item_failed,
-                                      "malformed line");
-                  return std::move(*r);
-                },
-                {.parallelism = 2,
-                 .ordered = false,
-                 .on_error = error_policy::skip()})
-          .filter(
-              "filter",
-              [](const access_log::request& r) { return access_log::keep(r); })
-          .then("enrich",
-                [](access_log::request& r) {
-                  access_log::enrich(r);
-                  return std::move(r);
-                })
-          .to([&agg](access_log::request r) { agg.add(r); });
+  auto agg = std::make_shared<access_log::aggregate>();
+  auto plan = access_log::make_plan(std::move(reader), agg);
   auto t0 = std::chrono::steady_clock::now();
-  auto run = std::move(plan).run(rt, {.batch = 256});
+  auto run = std::move(plan).run(rt, {.batch = 1});
   if (!run) {
     fmt::print(stderr, "cannot start: {}\n", describe(run.error()));
     return 1;
@@ -236,9 +200,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& st = report->stages;
-  // st: source, parse, filter, enrich, sink
-  agg.set_dropped(st[1].errors, st[2].in - st[2].out);
-  auto text = agg.report();
+  auto text = agg->report();
   fmt::print("{}", text);
   if (!opts->report.empty()) {
     std::ofstream out{opts->report, std::ios::binary};
@@ -253,7 +215,7 @@ int main(int argc, char** argv) {
              double(total_bytes) / 1e6, elapsed,
              double(total_bytes) / 1e6 / elapsed);
   for (auto& s : st)
-    fmt::print("  stage {:<7} in {:>9} out {:>9} errors {:>6} busy {:8.1f} ms "
+    fmt::print("  stage {:<9} in {:>9} out {:>9} errors {:>6} busy {:8.1f} ms "
                "peak queue {}\n",
                s.name, s.in, s.out, s.errors,
                std::chrono::duration<double, std::milli>(s.busy).count(),
