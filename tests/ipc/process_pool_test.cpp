@@ -1,0 +1,143 @@
+#include "actorbus/ipc/process_pool.hpp"
+#include "actorbus/ipc/shared_array.hpp"
+
+#include "ipc_names.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <set>
+#include <thread>
+#include <unistd.h>
+
+using namespace actorbus::ipc;
+using namespace std::chrono_literals;
+using actorbus::ipc::testing::unique_shm_name;
+using actorbus::ipc::testing::watchdog;
+
+namespace {
+
+int64_t cpu_bound_task(int64_t n) {
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i)
+    sum += i * i;
+  return sum;
+}
+
+// Shared with the forked workers (the mapping is inherited): per task, the
+// pid that started it and how often it ran.
+std::atomic<int64_t>* started_by = nullptr;
+std::atomic<int64_t>* runs = nullptr;
+
+// Task i spins for 300 ms of CPU time, recording who runs it.
+int64_t slow_task(int64_t i) {
+  started_by[i].store(::getpid());
+  runs[i].fetch_add(1);
+  auto until = std::chrono::steady_clock::now() + 300ms;
+  while (std::chrono::steady_clock::now() < until)
+    ; // busy: the worker is mid-task for the whole time
+  return i * 10;
+}
+
+// Negative arguments never finish.
+int64_t maybe_endless_task(int64_t x) {
+  volatile int64_t spins = 0;
+  while (x < 0)
+    spins = spins + 1; // an endless loop the compiler must keep
+  return x * 2;
+}
+
+process_pool_options with_workers(size_t n) {
+  process_pool_options opts;
+  opts.workers = n;
+  return opts;
+}
+
+struct process_pool_test : ::testing::Test {
+  unique_shm_name name{"pool"};
+  watchdog guard{60s};
+};
+
+} // namespace
+
+TEST_F(process_pool_test, map_returns_results_in_input_order) {
+  process_pool<int64_t, int64_t> sut{cpu_bound_task, with_workers(2)};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  std::vector<int64_t> args;
+  for (int64_t i = 0; i < 50; ++i)
+    args.push_back(i * 1000);
+  auto res = sut.map(args);
+  ASSERT_TRUE(res) << describe(res.error());
+  ASSERT_EQ(res->size(), args.size());
+  for (size_t i = 0; i < args.size(); ++i)
+    EXPECT_EQ((*res)[i], cpu_bound_task(args[i]));
+  EXPECT_EQ(sut.restarts(), 0u);
+}
+
+TEST_F(process_pool_test, map_unordered_returns_every_result_exactly_once) {
+  process_pool<int64_t, int64_t> sut{cpu_bound_task, with_workers(2)};
+  std::vector<int64_t> args{5, 50000, 7, 300000, 1, 20};
+  auto res = sut.map_unordered(args);
+  ASSERT_TRUE(res) << describe(res.error());
+  std::set<size_t> seen;
+  for (auto& [i, r] : *res) {
+    EXPECT_TRUE(seen.insert(i).second);
+    EXPECT_EQ(r, cpu_bound_task(args[i]));
+  }
+  EXPECT_EQ(seen.size(), args.size());
+}
+
+TEST_F(process_pool_test, submit_delivers_one_result_through_a_future) {
+  process_pool<int64_t, int64_t> sut{cpu_bound_task, with_workers(1)};
+  auto fut = sut.submit(1000);
+  ASSERT_EQ(fut.wait_for(30s), std::future_status::ready);
+  auto res = fut.get();
+  ASSERT_TRUE(res) << describe(res.error());
+  EXPECT_EQ(*res, 332833500);
+}
+
+TEST_F(process_pool_test,
+       a_worker_killed_mid_task_is_replaced_and_the_task_rerun) {
+  auto table = shared_array<int64_t>::create(name.str(), {2, 8});
+  ASSERT_TRUE(table);
+  started_by = reinterpret_cast<std::atomic<int64_t>*>(table->data().data());
+  runs = started_by + 8;
+  process_pool<int64_t, int64_t> sut{slow_task, with_workers(2)};
+  ASSERT_FALSE(sut.start_error());
+  auto pending = std::async(std::launch::async, [&] {
+    return sut.map({0, 1, 2, 3});
+  });
+  // Wait (bounded) until a worker is inside task 0, then kill it.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (started_by[0].load() == 0 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  auto victim = static_cast<pid_t>(started_by[0].load());
+  ASSERT_NE(victim, 0);
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  ASSERT_EQ(pending.wait_for(30s), std::future_status::ready);
+  auto res = pending.get();
+  ASSERT_TRUE(res) << describe(res.error());
+  EXPECT_EQ(*res, (std::vector<int64_t>{0, 10, 20, 30}));
+  EXPECT_EQ(sut.restarts(), 1u);
+  EXPECT_EQ(runs[0].load(), 2) << "the interrupted task ran again";
+  EXPECT_NE(started_by[0].load(), victim) << "on another process";
+  for (auto pid : sut.worker_pids())
+    EXPECT_NE(pid, victim);
+}
+
+TEST_F(process_pool_test,
+       a_task_beyond_its_timeout_fails_and_the_pool_goes_on) {
+  auto opts = with_workers(1);
+  opts.task_timeout = 200ms;
+  process_pool<int64_t, int64_t> sut{maybe_endless_task, opts};
+  auto res = sut.map({-1});
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), errc::timeout) << describe(res.error());
+  // The stuck worker was replaced: the next task runs on a fresh one.
+  auto again = sut.map({21});
+  ASSERT_TRUE(again) << describe(again.error());
+  EXPECT_EQ(again->front(), 42);
+  EXPECT_EQ(sut.restarts(), 1u);
+}
