@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
 #include <exception>
 #include <map>
 #include <optional>
@@ -151,6 +150,53 @@ struct item {
   std::shared_ptr<gather_sink> sink;
 };
 
+/// A FIFO of items in a power-of-two ring that grows on demand (never
+/// beyond the next power of two of the capacity) and allocates nothing per
+/// item once grown.
+class item_ring {
+public:
+  size_t size() const noexcept {
+    return count_;
+  }
+
+  bool empty() const noexcept {
+    return count_ == 0;
+  }
+
+  void push_back(item&& x) {
+    if (count_ == buf_.size())
+      grow();
+    buf_[(head_ + count_) & (buf_.size() - 1)] = std::move(x);
+    ++count_;
+  }
+
+  item pop_front() {
+    item x = std::move(buf_[head_]);
+    head_ = (head_ + 1) & (buf_.size() - 1);
+    --count_;
+    return x;
+  }
+
+  /// Moves the first `n` items to the end of `out`.
+  void take(size_t n, std::vector<item>& out) {
+    for (size_t i = 0; i < n; ++i)
+      out.push_back(pop_front());
+  }
+
+private:
+  void grow() {
+    std::vector<item> next(std::max<size_t>(8, buf_.size() * 2));
+    for (size_t i = 0; i < count_; ++i)
+      next[i] = std::move(buf_[(head_ + i) & (buf_.size() - 1)]);
+    buf_.swap(next);
+    head_ = 0;
+  }
+
+  std::vector<item> buf_;
+  size_t head_ = 0;
+  size_t count_ = 0;
+};
+
 /// Result of offering an item to one subscription.
 enum class push_result { queued, dropped, refused, inactive };
 
@@ -175,7 +221,7 @@ public:
   void drain(caf::event_based_actor* self);
 
   /// Deactivates (see subscription::cancel). Returns the items still queued.
-  std::deque<item> deactivate();
+  std::vector<item> deactivate();
 
   std::shared_ptr<bus_core> core_;
   const std::string pattern_;
@@ -193,15 +239,21 @@ public:
 
   mutable std::mutex mtx_;
   std::condition_variable not_full_;
-  std::deque<item> queue_;
+  item_ring queue_;
+  // Owned by the courier: the batch being handled.
+  std::vector<item> batch_;
   // Items taken out of the queue and not finished yet; they count toward
   // the capacity, so a stalled subscriber holds at most `capacity` events.
   size_t in_progress_ = 0;
   size_t waiting_ = 0;
   bool scheduled_ = false;
+  // Empty drains in a row (see drain).
+  size_t idle_passes_ = 0;
+  // Prebuilt, shared by every drain request.
+  const caf::message drain_msg_ = caf::make_message(drain_atom::value);
 
 private:
-  void deliver_to_callback(item& x);
+  void deliver_batch();
   void deliver_to_actor(caf::event_based_actor* self, item& x);
   void finish_one_in_flight(caf::event_based_actor* self);
 };
@@ -323,8 +375,7 @@ push_result subscriber_state::push(item&& x, bool may_block,
           return push_result::dropped;
         }
         why = dead_letter_reason::dropped_oldest;
-        evicted.emplace(std::move(queue_.front()));
-        queue_.pop_front();
+        evicted.emplace(queue_.pop_front());
         break;
       case overload_policy::fail:
         why = dead_letter_reason::rejected;
@@ -332,28 +383,28 @@ push_result subscriber_state::push(item&& x, bool may_block,
         return push_result::refused;
       }
     }
-    queue_.emplace_back(std::move(x));
+    queue_.push_back(std::move(x));
     if (!scheduled_) {
       scheduled_ = true;
       wake = true;
     }
   }
   if (wake)
-    caf::anon_send(courier_, drain_atom::value);
+    caf::anon_send(courier_, drain_msg_);
   return evicted ? push_result::dropped : push_result::queued;
 }
 
-std::deque<item> subscriber_state::deactivate() {
+std::vector<item> subscriber_state::deactivate() {
   active_.store(false);
   // Wait for a running callback, unless this is that callback.
   if (current_subscription != this) {
     std::unique_lock<std::timed_mutex> wait{delivering_, std::defer_lock};
     (void)wait.try_lock_for(cancel_wait);
   }
-  std::deque<item> rest;
+  std::vector<item> rest;
   {
     std::unique_lock guard{mtx_};
-    rest.swap(queue_);
+    queue_.take(queue_.size(), rest);
     not_full_.notify_all();
   }
   if (courier_)
@@ -361,42 +412,61 @@ std::deque<item> subscriber_state::deactivate() {
   return rest;
 }
 
-void subscriber_state::deliver_to_callback(item& x) {
+void subscriber_state::deliver_batch() {
+  // One lock for the batch: cancel waits for the callback running now; the
+  // items after it see `active_` false and become dead letters.
   std::unique_lock<std::timed_mutex> guard{delivering_};
-  if (!active_.load()) {
-    if (x.sink)
-      x.sink->fail();
-    core_->dead_letter(x, dead_letter_reason::subscriber_down, pattern_,
-                       "subscription cancelled");
-    return;
-  }
   current_subscription = this;
-  delivery d{&x.topic->name, &x.publisher, &x.event};
-  std::string failure;
-  auto reason = dead_letter_reason::handler_failed;
-  try {
-    auto reply = fn_(d);
-    if (reply) {
-      bus_core::delivered(*this, x);
+  uint64_t ok = 0;
+  topic_entry* run_topic = nullptr;
+  uint64_t run = 0;
+  auto flush = [&] {
+    if (run_topic != nullptr && run > 0)
+      run_topic->delivered.fetch_add(run, std::memory_order_relaxed);
+    run = 0;
+  };
+  for (auto& x : batch_) {
+    if (!active_.load(std::memory_order_relaxed)) {
       if (x.sink)
-        x.sink->offer(*reply);
-    } else {
-      reason = dead_letter_reason::type_mismatch;
-      failure = "the subscriber expects another type";
+        x.sink->fail();
+      core_->dead_letter(x, dead_letter_reason::subscriber_down, pattern_,
+                         "subscription cancelled");
+      continue;
     }
-  } catch (const std::exception& e) {
-    failure = e.what();
-    if (failure.empty())
-      failure = "exception";
-  } catch (...) {
-    failure = "unknown exception";
+    delivery d{&x.topic->name, &x.publisher, &x.event};
+    std::string failure;
+    auto reason = dead_letter_reason::handler_failed;
+    try {
+      auto reply = fn_(d);
+      if (reply) {
+        ++ok;
+        if (x.topic != run_topic) {
+          flush();
+          run_topic = x.topic;
+        }
+        ++run;
+        if (x.sink)
+          x.sink->offer(*reply);
+      } else {
+        reason = dead_letter_reason::type_mismatch;
+        failure = "the subscriber expects another type";
+      }
+    } catch (const std::exception& e) {
+      failure = e.what();
+      if (failure.empty())
+        failure = "exception";
+    } catch (...) {
+      failure = "unknown exception";
+    }
+    if (!failure.empty()) {
+      if (x.sink)
+        x.sink->fail();
+      core_->dead_letter(x, reason, pattern_, std::move(failure));
+    }
   }
+  flush();
+  delivered_.fetch_add(ok, std::memory_order_relaxed);
   current_subscription = nullptr;
-  if (!failure.empty()) {
-    if (x.sink)
-      x.sink->fail();
-    core_->dead_letter(x, reason, pattern_, std::move(failure));
-  }
 }
 
 void subscriber_state::finish_one_in_flight(caf::event_based_actor* self) {
@@ -453,7 +523,6 @@ void subscriber_state::deliver_to_actor(caf::event_based_actor* self, item& x) {
 }
 
 void subscriber_state::drain(caf::event_based_actor* self) {
-  std::deque<item> batch;
   auto is_actor = static_cast<bool>(target_);
   {
     std::unique_lock guard{mtx_};
@@ -469,22 +538,27 @@ void subscriber_state::drain(caf::event_based_actor* self) {
     if (waiting_ > 0)
       not_full_.notify_all();
     if (n == 0) {
+      // Linger a few empty passes before going idle: a publisher in the
+      // middle of a burst then finds the courier awake and need not wake
+      // it (a wake-up costs a scheduler enqueue and often a futex call).
+      if (!is_actor && idle_passes_ < core_->cfg_.linger) {
+        ++idle_passes_;
+        guard.unlock();
+        self->send(self, drain_msg_);
+        return;
+      }
+      idle_passes_ = 0;
       scheduled_ = false;
       return;
     }
-    if (n == queue_.size()) {
-      batch.swap(queue_);
-    } else {
-      auto end = queue_.begin() + static_cast<std::ptrdiff_t>(n);
-      batch.assign(std::make_move_iterator(queue_.begin()),
-                   std::make_move_iterator(end));
-      queue_.erase(queue_.begin(), end);
-    }
+    idle_passes_ = 0;
+    queue_.take(n, batch_);
     in_progress_ += n;
   }
   if (is_actor) {
-    for (auto& x : batch)
+    for (auto& x : batch_)
       deliver_to_actor(self, x);
+    batch_.clear();
     // Responses call finish_one_in_flight, which schedules the next drain.
     std::unique_lock guard{mtx_};
     scheduled_ = false;
@@ -495,10 +569,10 @@ void subscriber_state::drain(caf::event_based_actor* self) {
     }
     return;
   }
-  for (auto& x : batch)
-    deliver_to_callback(x);
+  deliver_batch();
+  batch_.clear();
   // Stay scheduled: the next drain closes this batch and takes more.
-  self->send(self, drain_atom::value);
+  self->send(self, drain_msg_);
 }
 
 // -- bus_core -----------------------------------------------------------------

@@ -1,0 +1,209 @@
+// Publish-to-deliver throughput of the event bus with 1, 10 and 100
+// subscribers, beside raw caf::anon_send to each subscriber and caf::group
+// (anon_send to a local group), in the same run; and the cost of one
+// publish call from a non-actor thread.
+//
+// Every benchmark iteration publishes `batch` events from the benchmark
+// thread and waits until every subscriber has handled all of them, so the
+// rate counts deliveries that happened, not messages queued.
+// items_per_second = deliveries per second (events x subscribers).
+
+#include "actorbus/bus/event_bus.hpp"
+#include "actorbus/runtime/config.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/group.hpp>
+#include <caf/send.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using namespace actorbus;
+using namespace std::chrono_literals;
+
+/// Counts deliveries; the benchmark thread waits for a target count.
+class delivery_counter {
+public:
+  void add(int64_t n = 1) {
+    if (count_.fetch_add(n, std::memory_order_acq_rel) + n >= target_.load()) {
+      std::lock_guard guard{mtx_};
+      cv_.notify_all();
+    }
+  }
+
+  /// Waits until `n` deliveries happened since the last reset. Returns
+  /// false on timeout.
+  bool wait(int64_t n) {
+    target_ = n;
+    std::unique_lock guard{mtx_};
+    return cv_.wait_for(guard, 60s, [&] { return count_.load() >= n; });
+  }
+
+  void reset() {
+    count_ = 0;
+    target_ = INT64_MAX;
+  }
+
+private:
+  std::atomic<int64_t> count_{0};
+  std::atomic<int64_t> target_{INT64_MAX};
+  std::mutex mtx_;
+  std::condition_variable cv_;
+};
+
+runtime::runtime_config make_config() {
+  runtime::runtime_config cfg;
+  cfg.set("scheduler.max-threads", size_t{2});
+  return cfg;
+}
+
+int64_t batch_for(int64_t subscribers) {
+  return subscribers >= 100 ? 2000 : subscribers >= 10 ? 20000 : 100000;
+}
+
+void report(benchmark::State& state, int64_t deliveries) {
+  state.SetItemsProcessed(deliveries);
+}
+
+// Ours: one publish per event; each subscriber is a callback.
+void BM_bus(benchmark::State& state) {
+  auto n = state.range(0);
+  auto batch = batch_for(n);
+  auto cfg = make_config();
+  caf::actor_system sys{cfg};
+  bus::event_bus sut{sys};
+  delivery_counter counter;
+  std::vector<bus::subscription> subs;
+  for (int64_t i = 0; i < n; ++i)
+    subs.push_back(std::move(
+        *sut.subscribe<int>("bench.fanout", [&](int) { counter.add(); })));
+  int64_t total = 0;
+  for (auto _ : state) {
+    counter.reset();
+    for (int i = 0; i < batch; ++i)
+      if (sut.publish("bench.fanout", i))
+        state.SkipWithError("publish failed");
+    if (!counter.wait(batch * n))
+      state.SkipWithError("deliveries missing");
+    total += batch * n;
+  }
+  report(state, total);
+}
+
+// Peer: raw CAF, the publisher sends every event to every subscriber.
+void BM_anon_send(benchmark::State& state) {
+  auto n = state.range(0);
+  auto batch = batch_for(n);
+  auto cfg = make_config();
+  caf::actor_system sys{cfg};
+  delivery_counter counter;
+  std::vector<caf::actor> subs;
+  for (int64_t i = 0; i < n; ++i)
+    subs.push_back(sys.spawn([&](caf::event_based_actor*) {
+      return caf::behavior{[&](int) { counter.add(); }};
+    }));
+  int64_t total = 0;
+  for (auto _ : state) {
+    counter.reset();
+    for (int i = 0; i < batch; ++i)
+      for (auto& s : subs)
+        caf::anon_send(s, i);
+    if (!counter.wait(batch * n))
+      state.SkipWithError("deliveries missing");
+    total += batch * n;
+  }
+  report(state, total);
+  for (auto& s : subs)
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+}
+
+// Peer: caf::group, what CAF 0.17 offers for pub/sub.
+void BM_group(benchmark::State& state) {
+  auto n = state.range(0);
+  auto batch = batch_for(n);
+  auto cfg = make_config();
+  caf::actor_system sys{cfg};
+  auto grp = sys.groups().anonymous();
+  delivery_counter counter;
+  std::vector<caf::actor> subs;
+  for (int64_t i = 0; i < n; ++i)
+    subs.push_back(sys.spawn_in_group(grp, [&](caf::event_based_actor*) {
+      return caf::behavior{[&](int) { counter.add(); }};
+    }));
+  int64_t total = 0;
+  for (auto _ : state) {
+    counter.reset();
+    for (int i = 0; i < batch; ++i)
+      caf::anon_send(grp, i);
+    if (!counter.wait(batch * n))
+      state.SkipWithError("deliveries missing");
+    total += batch * n;
+  }
+  report(state, total);
+  for (auto& s : subs)
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+}
+
+// The cost of one publish call on a non-actor thread, one subscriber keeping
+// up (block policy: nothing is lost; waits, if any, are included).
+void BM_publish_from_thread(benchmark::State& state) {
+  auto cfg = make_config();
+  caf::actor_system sys{cfg};
+  bus::event_bus sut{sys};
+  delivery_counter counter;
+  bus::subscription_options opts;
+  opts.capacity = 65536;
+  auto sub = std::move(*sut.subscribe<int>(
+      "bench.thread", [&](int) { counter.add(); }, opts));
+  counter.reset();
+  int64_t published = 0;
+  auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    if (sut.publish("bench.thread", static_cast<int>(published)))
+      state.SkipWithError("publish failed");
+    ++published;
+  }
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  if (!counter.wait(published))
+    state.SkipWithError("deliveries missing");
+  state.SetItemsProcessed(published);
+  state.counters["ns_per_publish"] =
+      std::chrono::duration<double, std::nano>(elapsed).count() /
+      static_cast<double>(published);
+}
+
+} // namespace
+
+BENCHMARK(BM_bus)->Name("bus_fanout_1/actorbus")->Arg(1)->UseRealTime();
+BENCHMARK(BM_anon_send)
+    ->Name("bus_fanout_1/caf_anon_send")
+    ->Arg(1)
+    ->UseRealTime();
+BENCHMARK(BM_group)->Name("bus_fanout_1/caf_group")->Arg(1)->UseRealTime();
+BENCHMARK(BM_bus)->Name("bus_fanout_10/actorbus")->Arg(10)->UseRealTime();
+BENCHMARK(BM_anon_send)
+    ->Name("bus_fanout_10/caf_anon_send")
+    ->Arg(10)
+    ->UseRealTime();
+BENCHMARK(BM_group)->Name("bus_fanout_10/caf_group")->Arg(10)->UseRealTime();
+BENCHMARK(BM_bus)->Name("bus_fanout_100/actorbus")->Arg(100)->UseRealTime();
+BENCHMARK(BM_anon_send)
+    ->Name("bus_fanout_100/caf_anon_send")
+    ->Arg(100)
+    ->UseRealTime();
+BENCHMARK(BM_group)->Name("bus_fanout_100/caf_group")->Arg(100)->UseRealTime();
+BENCHMARK(BM_publish_from_thread)
+    ->Name("bus_publish_from_thread/actorbus")
+    ->Iterations(1000000)
+    ->UseRealTime();
+
+BENCHMARK_MAIN();
