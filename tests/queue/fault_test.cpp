@@ -79,14 +79,20 @@ protected:
 
   /// Forks a worker process that kills itself (SIGKILL) the `countdown`-th
   /// time it reaches `point`, or never with a countdown of 0.
-  pid_t spawn_worker(kill_point point, int countdown) {
+  /// A worker with a slow handler (`spin`) and batches of one takes few
+  /// tasks.
+  pid_t spawn_worker(kill_point point, int countdown,
+                     std::chrono::microseconds spin = 200us, size_t batch = 8) {
     auto pid = fork();
     if (pid != 0)
       return pid;
-    alarm(120); // never outlive a failed test
+    alarm(60); // never outlive a failed test
     {
       runtime::runtime rt;
-      worker w{rt, cfg};
+      auto wcfg = cfg;
+      wcfg.batch_size = batch;
+      wcfg.concurrency = batch == 1 ? 1 : cfg.concurrency;
+      worker w{rt, wcfg};
       auto left = std::make_shared<std::atomic<int>>(countdown);
       auto maybe_die = [left, countdown](kill_point at, kill_point want) {
         if (countdown > 0 && at == want && --*left == 0)
@@ -95,7 +101,7 @@ protected:
       w.handle("apply", [=](task_context& ctx, std::string_view p) {
         auto result = apply(ctx, p);
         // Some work, so that kills land inside handlers too.
-        auto until = std::chrono::steady_clock::now() + 200us;
+        auto until = std::chrono::steady_clock::now() + spin;
         while (std::chrono::steady_clock::now() < until) {
         }
         maybe_die(kill_point::mid_handler, point);
@@ -151,7 +157,7 @@ protected:
 
 TEST_F(fault_test,
        killing_workers_100_times_loses_no_task_and_applies_effects_once) {
-  constexpr int tasks = 1500;
+  constexpr int tasks = 2000;
   constexpr int kills = 100;
   task_options opts;
   opts.max_attempts = 50;
@@ -179,6 +185,11 @@ TEST_F(fault_test,
     children.push_back(pid);
     return std::make_pair(pid, point);
   };
+  // One worker is never killed, so that recovery time measures reclaiming,
+  // not the restart of a process.
+  // It is slow, so that the others get most tasks.
+  auto survivor = spawn_worker(kill_point::after_ack, 0, 20ms, 1);
+  children.push_back(survivor);
   std::map<pid_t, kill_point> planned;
   for (int i = 0; i < 2; ++i) {
     auto [pid, point] = spawn();
@@ -190,6 +201,7 @@ TEST_F(fault_test,
     int status = 0;
     auto pid = waitpid(-1, &status, 0);
     ASSERT_GT(pid, 0);
+    ASSERT_NE(pid, survivor) << "the survivor died";
     auto when = unix_ms();
     std::erase(children, pid);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
@@ -203,13 +215,14 @@ TEST_F(fault_test,
   }
   ASSERT_EQ(deaths, kills) << "workers did not die often enough in time";
   for (auto pid : children) {
+    if (pid == survivor)
+      continue;
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
   }
-  children.clear();
-  // Two healthy workers drain the rest.
-  for (int i = 0; i < 2; ++i)
-    children.push_back(spawn_worker(kill_point::after_ack, 0));
+  children = {survivor};
+  // The survivor and one more healthy worker drain the rest.
+  children.push_back(spawn_worker(kill_point::after_ack, 0));
   int succeeded = 0;
   int dead = 0;
   std::vector<int64_t> recoveries;
@@ -249,10 +262,11 @@ TEST_F(fault_test,
                                    : recoveries[recoveries.size() * 95 / 100])
             << ", worst " << worst_recovery << "\n";
   EXPECT_FALSE(died_holding.empty());
-  // Reclaimed after the visibility timeout by the next sweep; the margin
-  // covers running the task itself on a loaded machine.
+  // Reclaimed after the visibility timeout by the next sweep. Recovery is
+  // measured up to the task's completion, so the margin covers running it
+  // behind the reclaiming worker's other tasks on a loaded 2-core machine.
   EXPECT_LE(worst_recovery,
-            (cfg.visibility_timeout + cfg.sweep_interval + 500ms).count());
+            (cfg.visibility_timeout + cfg.sweep_interval + 1000ms).count());
 }
 
 TEST_F(
