@@ -337,7 +337,7 @@ private:
 push_result subscriber_state::push(item&& x, bool may_block,
                                    std::optional<item>& evicted,
                                    dead_letter_reason& why) {
-  bool wake = false;
+  caf::actor wake; // copied under the lock: deactivate may reset courier_
   {
     std::unique_lock guard{mtx_};
     if (!active_.load())
@@ -386,11 +386,11 @@ push_result subscriber_state::push(item&& x, bool may_block,
     queue_.push_back(std::move(x));
     if (!scheduled_) {
       scheduled_ = true;
-      wake = true;
+      wake = courier_;
     }
   }
   if (wake)
-    caf::anon_send(courier_, drain_msg_);
+    caf::anon_send(wake, drain_msg_);
   return evicted ? push_result::dropped : push_result::queued;
 }
 
@@ -402,13 +402,15 @@ std::vector<item> subscriber_state::deactivate() {
     (void)wait.try_lock_for(cancel_wait);
   }
   std::vector<item> rest;
+  caf::actor courier;
   {
     std::unique_lock guard{mtx_};
     queue_.take(queue_.size(), rest);
+    courier.swap(courier_); // the handle must not outlive the system
     not_full_.notify_all();
   }
-  if (courier_)
-    caf::anon_send_exit(courier_, caf::exit_reason::user_shutdown);
+  if (courier)
+    caf::anon_send_exit(courier, caf::exit_reason::user_shutdown);
   return rest;
 }
 
@@ -725,7 +727,10 @@ caf::expected<subscription> bus_core::subscribe(std::string_view pattern,
         [self, state](drain_atom) { state->drain(self); },
     };
   });
-  state->courier_ = courier;
+  {
+    std::unique_lock sguard{state->mtx_};
+    state->courier_ = courier;
+  }
   std::unique_lock guard{mtx_};
   if (closed_.load()) {
     guard.unlock();
