@@ -356,6 +356,25 @@ TEST_F(event_bus_test,
   EXPECT_LE(max_waiting, 2u); // ...and never exceeded: 3 sent, 1 in hand
 }
 
+TEST_F(event_bus_test,
+       an_actor_handler_that_returns_a_value_counts_as_delivered) {
+  int seen = 0;
+  auto who = sys.spawn([&](caf::event_based_actor*) {
+    return caf::behavior{
+        [&](const std::string&, const caf::actor_addr&, int x) {
+          ++seen;
+          return x + 1;
+        }};
+  });
+  auto sub = sut.subscribe("n", who);
+  sut.publish("n", 1);
+  sut.publish("n", 2);
+  run();
+  EXPECT_EQ(seen, 2);
+  EXPECT_EQ(sub->delivered(), 2u);
+  EXPECT_TRUE(dead.empty());
+}
+
 TEST_F(event_bus_test, a_dead_actor_subscriber_is_unsubscribed_and_reported) {
   auto who = sys.spawn([](caf::event_based_actor*) {
     return caf::behavior{
