@@ -197,45 +197,40 @@ caf::expected<std::vector<std::string>>
 client::enqueue_many(std::string_view name,
                      const std::vector<std::string>& payloads,
                      const task_options& opts) {
-  if (auto err = impl_->ensure())
-    return err;
   std::vector<std::string> ids;
   ids.reserve(payloads.size());
-  // Pipelined in chunks, so neither side buffers everything.
-  constexpr size_t chunk = 1024;
-  for (size_t first = 0; first < payloads.size(); first += chunk) {
-    auto last = std::min(payloads.size(), first + chunk);
+  // One script call per 256 tasks, up to 16 calls in flight at once.
+  constexpr size_t per_call = 256;
+  constexpr size_t per_round = per_call * 16;
+  for (size_t first = 0; first < payloads.size(); first += per_round) {
+    auto last = std::min(payloads.size(), first + per_round);
     std::vector<std::vector<std::string>> cmds;
-    for (auto i = first; i < last; ++i) {
-      std::string id;
-      auto args = impl_->enqueue_args(name, payloads[i], opts, id);
-      if (!args)
-        return std::move(args.error());
-      cmds.push_back(std::move(*args));
-      ids.push_back(std::move(id));
-    }
-    // A second try after a lost connection; an id the first try already
-    // stored answers "duplicate task id", which counts as done.
-    caf::error err;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (auto e = impl_->ensure())
-        return e;
-      for (auto& cmd : cmds)
-        impl_->conn.append(cmd);
-      err = caf::none;
-      for (size_t i = 0; i < cmds.size(); ++i) {
-        auto r = impl_->conn.next_reply();
-        if (!r) {
-          err = std::move(r.error());
-          break;
-        }
-        if ((*r)->type == REDIS_REPLY_ERROR && !err &&
-            internal::str(r->get()).find("duplicate task id") ==
-                std::string_view::npos)
-          err = redis_error(r->get(), "enqueue");
+    for (auto i = first; i < last; i += per_call) {
+      std::vector<std::string> argv{impl_->cfg.name_space};
+      for (auto j = i; j < std::min(last, i + per_call); ++j) {
+        std::string id;
+        auto args = impl_->enqueue_args(name, payloads[j], opts, id);
+        if (!args)
+          return std::move(args.error());
+        // EVALSHA sha 3 key key key, then the 10 ARGV.
+        argv.insert(argv.end(), std::make_move_iterator(args->begin() + 6),
+                    std::make_move_iterator(args->end()));
+        ids.push_back(std::move(id));
       }
-      if (!err || impl_->conn.connected())
-        break;
+      cmds.push_back(impl_->conn.eval(internal::script::enqueue_many, {},
+                                      std::move(argv)));
+    }
+    if (auto e = impl_->ensure())
+      return e;
+    for (auto& cmd : cmds)
+      impl_->conn.append(cmd);
+    caf::error err;
+    for (size_t i = 0; i < cmds.size(); ++i) {
+      auto r = impl_->conn.next_reply();
+      if (!r)
+        return std::move(r.error());
+      if ((*r)->type == REDIS_REPLY_ERROR && !err)
+        err = redis_error(r->get(), "enqueue");
     }
     if (err)
       return err;
@@ -284,9 +279,18 @@ caf::expected<task_info> client::wait(std::string_view id,
     if (!b)
       return std::move(b.error());
     if ((*b)->type == REDIS_REPLY_ARRAY) {
-      // Leave the token for other waiters of the same task.
-      static_cast<void>(impl_->exec({"RPUSH", key, "1"}));
-      return status(id);
+      // Leave the token for other waiters of the same task, and read the
+      // final status, in one round trip.
+      impl_->conn.append({"RPUSH", key, "1"});
+      impl_->conn.append(
+          {"HMGET", impl_->k.task(id), "s", "n", "a", "r", "err"});
+      auto pushed = impl_->conn.next_reply();
+      if (!pushed)
+        return std::move(pushed.error());
+      auto final_state = impl_->conn.next_reply();
+      if (!final_state)
+        return std::move(final_state.error());
+      return impl_->info_of(id, final_state->get());
     }
     if ((*b)->type == REDIS_REPLY_ERROR)
       return redis_error(b->get(), "wait");

@@ -34,6 +34,8 @@ const char* script_text(script s) {
     return finish_lua;
   case script::wait_prepare:
     return wait_prepare_lua;
+  case script::enqueue_many:
+    return enqueue_many_lua;
   default:
     return cancel_lua;
   }

@@ -58,6 +58,7 @@ enum class script : int {
   finish,
   wait_prepare,
   cancel,
+  enqueue_many,
   count
 };
 

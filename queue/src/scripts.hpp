@@ -13,25 +13,50 @@ namespace actorbus::queue::internal {
 // KEYS: hash, stream, delayed. ARGV: id, name, payload, max, backoff,
 // backoff_max, timeout, key, prio, delay_ms.
 inline constexpr const char* enqueue_lua = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.error_reply('ERR duplicate task id')
-end
-redis.call('HSET', KEYS[1], 'n', ARGV[2], 'p', ARGV[3], 'a', '1',
-  'm', ARGV[4], 'b', ARGV[5], 'bm', ARGV[6], 't', ARGV[7], 'k', ARGV[8],
-  'pr', ARGV[9])
 local d = tonumber(ARGV[10])
 if d > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('HSET', KEYS[1], 's', 'scheduled')
+  redis.call('HSET', KEYS[1], 'n', ARGV[2], 'p', ARGV[3], 'a', '1',
+    'm', ARGV[4], 'b', ARGV[5], 'bm', ARGV[6], 't', ARGV[7], 'k', ARGV[8],
+    'pr', ARGV[9], 's', 'scheduled')
   redis.call('ZADD', KEYS[3], now + d, ARGV[1])
   return 'scheduled'
 end
 local e = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'n', ARGV[2],
   'p', ARGV[3], 'a', '1', 'm', ARGV[4], 'b', ARGV[5], 'bm', ARGV[6],
   't', ARGV[7], 'k', ARGV[8])
-redis.call('HSET', KEYS[1], 's', 'queued', 'e', e)
+redis.call('HSET', KEYS[1], 'n', ARGV[2], 'p', ARGV[3], 'a', '1',
+  'm', ARGV[4], 'b', ARGV[5], 'bm', ARGV[6], 't', ARGV[7], 'k', ARGV[8],
+  'pr', ARGV[9], 's', 'queued', 'e', e)
 return e
+)lua";
+
+// ARGV: ns, then per task the 10 ARGV of enqueue_lua (id first); KEYS
+// unused (standalone Redis). Enqueues many tasks in one call.
+inline constexpr const char* enqueue_many_lua = R"lua(
+local ns = ARGV[1]
+local out = {}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 2, #ARGV, 10 do
+  local id, name, p, m, b, bm, to, k, pr = ARGV[i], ARGV[i + 1],
+    ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+    ARGV[i + 7], ARGV[i + 8]
+  local d = tonumber(ARGV[i + 9])
+  local h = ns .. ':t:' .. id
+  if d > 0 then
+    redis.call('HSET', h, 'n', name, 'p', p, 'a', '1', 'm', m, 'b', b,
+      'bm', bm, 't', to, 'k', k, 'pr', pr, 's', 'scheduled')
+    redis.call('ZADD', ns .. ':delayed', now + d, id)
+  else
+    local e = redis.call('XADD', ns .. ':q:' .. pr, '*', 'id', id, 'n', name,
+      'p', p, 'a', '1', 'm', m, 'b', b, 'bm', bm, 't', to, 'k', k)
+    redis.call('HSET', h, 'n', name, 'p', p, 'a', '1', 'm', m, 'b', b,
+      'bm', bm, 't', to, 'k', k, 'pr', pr, 's', 'queued', 'e', e)
+  end
+end
+return (#ARGV - 1) / 10
 )lua";
 
 // KEYS: delayed. ARGV: ns, limit. Moves due tasks to their stream.

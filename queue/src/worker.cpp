@@ -49,13 +49,17 @@ struct job {
 
 using job_ptr = std::shared_ptr<job>;
 
+/// Jobs handed to one handler actor at once (one message, one wake-up).
+using job_batch = std::shared_ptr<std::vector<job_ptr>>;
+
 } // namespace actorbus::queue::internal
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(actorbus::queue::internal::job_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(actorbus::queue::internal::job_batch)
 
 namespace actorbus::queue {
 
 using internal::job;
+using internal::job_batch;
 using internal::job_ptr;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
@@ -114,6 +118,16 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   // -- handler actors ---------------------------------------------------------
 
+  void run_batch(const job_batch& xs) {
+    for (auto& j : *xs)
+      run_job(j);
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      done.insert(done.end(), xs->begin(), xs->end());
+    }
+    cv.notify_all();
+  }
+
   void run_job(const job_ptr& j) {
     auto it = handlers.find(j->name);
     caf::expected<std::string> res{std::string{}};
@@ -134,11 +148,6 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       fail(*j, rt.system().render(res.error()),
            res.error() == caf::sec::invalid_argument);
     }
-    {
-      std::lock_guard<std::mutex> guard{mtx};
-      done.push_back(j);
-    }
-    cv.notify_all();
   }
 
   static void fail(job& j, std::string reason, bool permanent) {
@@ -161,7 +170,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     auto self = shared_from_this();
     auto hdl = rt.spawn<caf::detached>(
         [self](caf::event_based_actor*) -> caf::behavior {
-          return {[self](job_ptr& j) { self->run_job(j); }};
+          return {[self](job_batch& xs) { self->run_batch(xs); }};
         });
     if (!hdl)
       return std::move(hdl.error());
@@ -300,6 +309,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
                        return a->stream < b->stream;
                      });
     auto now = steady_clock::now();
+    std::vector<job_batch> batches(pool.size());
     for (auto& j : to_run) {
       auto best = std::min_element(outstanding.begin(), outstanding.end()) -
                   outstanding.begin();
@@ -307,8 +317,13 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       j->started = now;
       ++outstanding[j->actor];
       inflight[j->entry] = j;
-      caf::anon_send(pool[j->actor], j);
+      if (!batches[j->actor])
+        batches[j->actor] = std::make_shared<std::vector<job_ptr>>();
+      batches[j->actor]->push_back(j);
     }
+    for (size_t i = 0; i < batches.size(); ++i)
+      if (batches[i])
+        caf::anon_send(pool[i], std::move(batches[i]));
     to_run.clear();
     update_leases();
   }

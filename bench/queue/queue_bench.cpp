@@ -1,0 +1,235 @@
+// End-to-end throughput and round trip of the Redis task queue: one private
+// redis-server, worker *processes* (this binary re-executed with
+// --queue-worker), a producer in this process. Peers doing the same job
+// (Celery, RQ, BullMQ, redis-benchmark) are in bench/peers/queue_*.py.
+//
+// jobs/s = N no-op jobs / (time from the first enqueue until the last one is
+// acknowledged), workers already running and idle at the start.
+//   batched:   enqueue_many (pipelined), workers read and ack 256 at a time
+//   unbatched: one enqueue round trip per job, workers read and ack one job
+//              at a time
+
+#include "actorbus/queue/client.hpp"
+#include "actorbus/queue/embedded_redis.hpp"
+#include "actorbus/queue/worker.hpp"
+#include "actorbus/runtime/runtime.hpp"
+#include "actorbus/runtime/signals.hpp"
+
+#include "latency.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <memory>
+#include <poll.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace q = actorbus::queue;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int jobs = 100'000;
+
+q::embedded_redis& redis() {
+  static auto srv = [] {
+    auto r = q::embedded_redis::start();
+    if (!r) {
+      std::fprintf(stderr, "cannot start redis-server\n");
+      std::exit(1);
+    }
+    return std::move(*r);
+  }();
+  return *srv;
+}
+
+q::queue_config config(size_t batch) {
+  q::queue_config cfg;
+  cfg.url = redis().url();
+  cfg.batch_size = batch;
+  cfg.concurrency = 2;
+  cfg.result_ttl = std::chrono::seconds{600};
+  return cfg;
+}
+
+int worker_main(const std::string& url, size_t batch) {
+  actorbus::runtime::signal_waiter signals;
+  actorbus::runtime::runtime rt;
+  q::queue_config cfg;
+  cfg.url = url;
+  cfg.batch_size = batch;
+  cfg.concurrency = batch == 1 ? 1 : 2;
+  q::worker w{rt, cfg};
+  w.handle(
+      "noop",
+      [](q::task_context&, std::string_view) -> caf::expected<std::string> {
+        return std::string{};
+      });
+  if (w.start())
+    return 1;
+  if (write(1, "r", 1) != 1)
+    return 1;
+  while (!signals.wait_for(1h)) {
+  }
+  w.stop(5s);
+  return 0;
+}
+
+/// Worker processes, ready when constructed, stopped when destroyed.
+class worker_processes {
+public:
+  worker_processes(int n, size_t batch) {
+    for (int i = 0; i < n; ++i) {
+      int fds[2];
+      if (pipe(fds) != 0)
+        std::exit(1);
+      std::string url = redis().url();
+      std::string b = std::to_string(batch);
+      std::vector<char*> argv{const_cast<char*>("bench_queue_jobs"),
+                              const_cast<char*>("--queue-worker"), url.data(),
+                              b.data(), nullptr};
+      auto pid = fork();
+      if (pid == 0) {
+        dup2(fds[1], 1);
+        execv("/proc/self/exe", argv.data());
+        _exit(127);
+      }
+      close(fds[1]);
+      pollfd p{fds[0], POLLIN, 0};
+      char c = 0;
+      if (poll(&p, 1, 10'000) != 1 || read(fds[0], &c, 1) != 1) {
+        std::fprintf(stderr, "worker process did not start\n");
+        std::exit(1);
+      }
+      close(fds[0]);
+      pids_.push_back(pid);
+    }
+  }
+
+  ~worker_processes() {
+    for (auto pid : pids_)
+      kill(pid, SIGTERM);
+    for (auto pid : pids_)
+      waitpid(pid, nullptr, 0);
+  }
+
+private:
+  std::vector<pid_t> pids_;
+};
+
+void wait_drained(q::client& c) {
+  for (;;) {
+    auto n = c.backlog();
+    if (!n || *n == 0)
+      return;
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+void run_jobs(benchmark::State& state, int workers, bool batched) {
+  auto batch = batched ? size_t{256} : size_t{1};
+  auto producer = q::client::connect(config(batch));
+  if (!producer) {
+    state.SkipWithError("cannot connect");
+    return;
+  }
+  std::vector<std::string> payloads(jobs);
+  {
+    worker_processes procs{workers, batch};
+    for (auto _ : state) {
+      if (batched) {
+        if (!producer->enqueue_many("noop", payloads)) {
+          state.SkipWithError("enqueue failed");
+          return;
+        }
+      } else {
+        for (int i = 0; i < jobs; ++i)
+          if (!producer->enqueue_payload("noop", "")) {
+            state.SkipWithError("enqueue failed");
+            return;
+          }
+      }
+      wait_drained(*producer);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * jobs);
+  // Start the next benchmark from an empty database.
+  producer->command({"FLUSHALL"});
+}
+
+void jobs_1w_batched(benchmark::State& s) {
+  run_jobs(s, 1, true);
+}
+void jobs_2w_batched(benchmark::State& s) {
+  run_jobs(s, 2, true);
+}
+void jobs_1w_unbatched(benchmark::State& s) {
+  run_jobs(s, 1, false);
+}
+void jobs_2w_unbatched(benchmark::State& s) {
+  run_jobs(s, 2, false);
+}
+
+void rtt(benchmark::State& state) {
+  auto producer = q::client::connect(config(256));
+  if (!producer) {
+    state.SkipWithError("cannot connect");
+    return;
+  }
+  actorbus::bench::latency_samples samples;
+  {
+    worker_processes procs{1, 256};
+    for (auto _ : state) {
+      samples.measure([&] {
+        auto id = producer->enqueue_payload("noop", "");
+        if (!id || !producer->wait(*id, 5s))
+          state.SkipWithError("round trip failed");
+      });
+    }
+  }
+  samples.report(state);
+  producer->command({"FLUSHALL"});
+}
+
+} // namespace
+
+BENCHMARK(jobs_1w_batched)
+    ->Name("queue_jobs_1w/actorbus_batched")
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(jobs_2w_batched)
+    ->Name("queue_jobs_2w/actorbus_batched")
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(jobs_1w_unbatched)
+    ->Name("queue_jobs_1w/actorbus_unbatched")
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(jobs_2w_unbatched)
+    ->Name("queue_jobs_2w/actorbus_unbatched")
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(rtt)
+    ->Name("queue_rtt/actorbus")
+    ->Iterations(3000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+int main(int argc, char** argv) {
+  if (argc >= 4 && std::string{argv[1]} == "--queue-worker")
+    return worker_main(argv[2], std::strtoul(argv[3], nullptr, 10));
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
