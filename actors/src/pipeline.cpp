@@ -283,11 +283,21 @@ private:
       // Item `failed` did not succeed on try `attempt_`.
       auto action = policy.action;
       if (action == error_action::retry) {
-        if (attempt_ < policy.attempts) {
+        std::optional<caf::timespan> pause;
+        if (attempt_ == 1)
+          first_try_ = clock().now();
+        if (policy.backoff)
+          pause =
+              policy.backoff->next(attempt_, err,
+                                   std::chrono::duration_cast<caf::timespan>(
+                                       clock().now() - first_try_));
+        else if (attempt_ < policy.attempts)
+          pause = policy.delay;
+        if (pause) {
           ++attempt_;
           pos_ = failed;
-          if (policy.delay.count() > 0) {
-            delayed_send(this, policy.delay, resume_atom::value);
+          if (pause->count() > 0) {
+            delayed_send(this, *pause, resume_atom::value);
             return;
           }
           stats_.retries.fetch_add(1, std::memory_order_relaxed);
@@ -325,6 +335,7 @@ private:
   batch out_;
   std::size_t pos_ = 0;
   std::size_t attempt_ = 1;
+  caf::actor_clock::time_point first_try_;
 };
 
 // -- stage coordinator --------------------------------------------------------
@@ -588,11 +599,15 @@ start(caf::actor_system& sys, detail::plan_spec spec, run_options opts,
                            "pipeline: missing source or sink");
   if (spec.source.error)
     return spec.source.error;
-  for (auto& s : spec.stages)
+  for (auto& s : spec.stages) {
     if (s.opts.parallelism == 0)
       return caf::make_error(caf::sec::invalid_argument,
                              "pipeline: stage '" + s.name +
                                  "' has parallelism 0");
+    if (s.opts.on_error.backoff)
+      if (auto err = s.opts.on_error.backoff->validate())
+        return err;
+  }
   auto st = std::make_shared<run_state>();
   st->opts = std::move(opts);
   const auto b = st->opts.batch;

@@ -64,12 +64,22 @@ inline std::optional<std::string_view> token(std::string_view& s) {
 
 } // namespace detail
 
+/// The fields of a line, viewing into it.
+struct fields {
+  std::string_view host;
+  std::string_view path;
+  int status = 0;
+  int64_t bytes = 0;
+};
+
 /// Parses one line; nothing for a malformed one.
-inline std::optional<request> parse(std::string_view s) {
+inline std::optional<fields> parse_fields(std::string_view s) {
   using namespace detail;
+  fields f;
   auto host = token(s);
   if (!host || !token(s) || !token(s))
     return std::nullopt;
+  f.host = *host;
   // [time]
   if (s.empty() || s[0] != '[')
     return std::nullopt;
@@ -86,6 +96,7 @@ inline std::optional<request> parse(std::string_view s) {
   auto path = token(s);
   if (!path)
     return std::nullopt;
+  f.path = *path;
   auto proto = token(s);
   if (!proto || proto->size() < 2 || proto->back() != '"')
     return std::nullopt;
@@ -93,12 +104,9 @@ inline std::optional<request> parse(std::string_view s) {
   if (s.size() < 5 || !is_digit(s[0]) || !is_digit(s[1]) || !is_digit(s[2]) ||
       s[3] != ' ')
     return std::nullopt;
-  request r;
-  r.status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+  f.status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
   s.remove_prefix(4);
-  if (s == "-") {
-    r.bytes = 0;
-  } else {
+  if (s != "-") {
     // Up to 18 digits: larger counts are treated as malformed (the Python
     // peer does the same).
     if (s.empty() || s.size() > 18)
@@ -106,26 +114,33 @@ inline std::optional<request> parse(std::string_view s) {
     for (auto c : s) {
       if (!is_digit(c))
         return std::nullopt;
-      r.bytes = r.bytes * 10 + (c - '0');
+      f.bytes = f.bytes * 10 + (c - '0');
     }
   }
-  r.host.assign(host->data(), host->size());
-  r.path.assign(path->data(), path->size());
-  return r;
+  return f;
 }
 
-/// Whether a request is kept (health probes are not).
-inline bool keep(const request& r) {
-  auto p = std::string_view{r.path};
+/// Parses one line into owned strings; nothing for a malformed one.
+inline std::optional<request> parse(std::string_view line) {
+  auto f = parse_fields(line);
+  if (!f)
+    return std::nullopt;
+  return request{std::string{f->host}, std::string{f->path}, f->status,
+                 f->bytes};
+}
+
+/// Whether a request for `path` is kept (health probes are not).
+inline bool keep_path(std::string_view p) {
   return p.substr(0, p.find('?')) != "/healthz";
 }
 
-/// Replaces the path by its route.
-inline void enrich(request& r) {
-  std::string_view p = r.path;
+inline bool keep(const request& r) {
+  return keep_path(r.path);
+}
+
+/// Appends the route of `path` to `out`.
+inline void append_route(std::string_view p, std::string& out) {
   p = p.substr(0, p.find('?'));
-  std::string route;
-  route.reserve(p.size());
   std::size_t start = 0;
   for (;;) {
     auto end = p.find('/', start);
@@ -133,27 +148,59 @@ inline void enrich(request& r) {
         p.substr(start, end == std::string_view::npos ? std::string_view::npos
                                                       : end - start);
     if (!seg.empty() && std::all_of(seg.begin(), seg.end(), detail::is_digit))
-      route += ":id";
+      out += ":id";
     else
-      route.append(seg.data(), seg.size());
+      out.append(seg.data(), seg.size());
     if (end == std::string_view::npos)
       break;
-    route += '/';
+    out += '/';
     start = end + 1;
   }
+}
+
+/// Replaces the path by its route.
+inline void enrich(request& r) {
+  std::string route;
+  append_route(r.path, route);
   r.path = std::move(route);
 }
+
+namespace detail {
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+using counts =
+    std::unordered_map<std::string, uint64_t, string_hash, std::equal_to<>>;
+
+inline void bump(counts& xs, std::string_view key, uint64_t n = 1) {
+  if (auto i = xs.find(key); i != xs.end())
+    i->second += n;
+  else
+    xs.emplace(std::string{key}, n);
+}
+
+} // namespace detail
 
 /// Counts requests; renders the report.
 class aggregate {
 public:
   void add(const request& r) {
+    add(r.host, r.path, r.status, r.bytes);
+  }
+
+  void add(std::string_view host, std::string_view route, int status,
+           int64_t bytes) {
     ++requests_;
-    ++by_status_[r.status];
-    ++by_route_[r.path];
-    ++by_host_[r.host];
-    bytes_.push_back(r.bytes);
-    total_bytes_ += r.bytes;
+    ++by_status_[status];
+    detail::bump(by_route_, route);
+    detail::bump(by_host_, host);
+    bytes_.push_back(bytes);
+    total_bytes_ += bytes;
   }
 
   void set_dropped(uint64_t malformed, uint64_t filtered) {
@@ -174,9 +221,9 @@ public:
     for (auto& [k, n] : other.by_status_)
       by_status_[k] += n;
     for (auto& [k, n] : other.by_route_)
-      by_route_[k] += n;
+      detail::bump(by_route_, k, n);
     for (auto& [k, n] : other.by_host_)
-      by_host_[k] += n;
+      detail::bump(by_host_, k, n);
     bytes_.insert(bytes_.end(), other.bytes_.begin(), other.bytes_.end());
     total_bytes_ += other.total_bytes_;
   }
@@ -217,7 +264,7 @@ private:
   }
 
   static std::vector<std::pair<std::string, uint64_t>>
-  top(const std::unordered_map<std::string, uint64_t>& xs, std::size_t k) {
+  top(const detail::counts& xs, std::size_t k) {
     std::vector<std::pair<std::string, uint64_t>> v(xs.begin(), xs.end());
     auto by_count = [](const auto& a, const auto& b) {
       return a.second != b.second ? a.second > b.second : a.first < b.first;
@@ -232,55 +279,99 @@ private:
   uint64_t malformed_ = 0;
   uint64_t filtered_ = 0;
   std::unordered_map<int, uint64_t> by_status_;
-  std::unordered_map<std::string, uint64_t> by_route_;
-  std::unordered_map<std::string, uint64_t> by_host_;
+  detail::counts by_route_;
+  detail::counts by_host_;
   std::vector<int64_t> bytes_;
   int64_t total_bytes_ = 0;
 };
 
-/// The requests of a chunk of lines, and what was dropped from it.
+/// A request of a chunk: offsets into the chunk's text (host, path) or,
+/// once enriched, into its routes.
+struct chunk_request {
+  uint32_t host_off;
+  uint32_t host_len;
+  uint32_t path_off;
+  uint32_t path_len;
+  int status;
+  int64_t bytes;
+};
+
+/// The requests of a chunk of lines, and what was dropped from it. Owns the
+/// text it refers to (offsets, so copies stay valid).
 struct parsed_chunk {
-  std::vector<request> requests;
+  std::string text;
+  std::string routes;
+  bool enriched = false;
+  std::vector<chunk_request> requests;
   uint64_t malformed = 0;
   uint64_t filtered = 0;
+
+  std::string_view host(const chunk_request& r) const {
+    return std::string_view{text}.substr(r.host_off, r.host_len);
+  }
+
+  std::string_view path(const chunk_request& r) const {
+    return std::string_view{enriched ? routes : text}.substr(r.path_off,
+                                                             r.path_len);
+  }
 };
 
 /// Parses every line of `chunk` (complete lines, '\n'-separated; a final
-/// line may lack its '\n').
-inline parsed_chunk parse_chunk(std::string_view chunk) {
+/// line may lack its '\n'), taking the text over.
+inline parsed_chunk parse_chunk(std::string chunk) {
   parsed_chunk out;
-  out.requests.reserve(chunk.size() / 96);
-  while (!chunk.empty()) {
-    auto nl = chunk.find('\n');
-    auto line = chunk.substr(0, nl);
-    chunk.remove_prefix(nl == std::string_view::npos ? chunk.size() : nl + 1);
+  out.text = std::move(chunk);
+  std::string_view all = out.text;
+  out.requests.reserve(all.size() / 96);
+  std::size_t pos = 0;
+  while (pos < all.size()) {
+    auto nl = all.find('\n', pos);
+    if (nl == std::string_view::npos)
+      nl = all.size();
+    auto line = all.substr(pos, nl - pos);
     if (!line.empty() && line.back() == '\r')
       line.remove_suffix(1);
-    if (auto r = parse(line))
-      out.requests.push_back(std::move(*r));
-    else
+    if (auto f = parse_fields(line)) {
+      auto off = [&](std::string_view x) {
+        return static_cast<uint32_t>(x.data() - all.data());
+      };
+      out.requests.push_back(
+          {off(f->host), static_cast<uint32_t>(f->host.size()), off(f->path),
+           static_cast<uint32_t>(f->path.size()), f->status, f->bytes});
+    } else {
       ++out.malformed;
+    }
+    pos = nl + 1;
   }
   return out;
 }
 
 /// Drops the requests `keep` rejects.
 inline void filter_chunk(parsed_chunk& c) {
-  auto kept = std::stable_partition(c.requests.begin(), c.requests.end(),
-                                    [](const request& r) { return keep(r); });
+  auto kept = std::stable_partition(
+      c.requests.begin(), c.requests.end(),
+      [&c](const chunk_request& r) { return keep_path(c.path(r)); });
   c.filtered += static_cast<uint64_t>(c.requests.end() - kept);
   c.requests.erase(kept, c.requests.end());
 }
 
+/// Replaces every path by its route.
 inline void enrich_chunk(parsed_chunk& c) {
-  for (auto& r : c.requests)
-    enrich(r);
+  c.routes.clear();
+  c.routes.reserve(c.requests.size() * 16);
+  for (auto& r : c.requests) {
+    auto start = c.routes.size();
+    append_route(c.path(r), c.routes);
+    r.path_off = static_cast<uint32_t>(start);
+    r.path_len = static_cast<uint32_t>(c.routes.size() - start);
+  }
+  c.enriched = true;
 }
 
 inline aggregate aggregate_chunk(const parsed_chunk& c) {
   aggregate a;
   for (auto& r : c.requests)
-    a.add(r);
+    a.add(c.host(r), c.path(r), r.status, r.bytes);
   a.add_dropped(c.malformed, c.filtered);
   return a;
 }

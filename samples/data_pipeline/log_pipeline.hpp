@@ -26,7 +26,10 @@ make_plan(chunk_reader reader, std::shared_ptr<aggregate> total) {
   };
   return pipeline::from_generator<std::string>(std::move(reader))
       .then(
-          "parse", [](std::string& chunk) { return parse_chunk(chunk); },
+          // Takes the chunk over (no copy): not retryable, so the default
+          // abort policy stays.
+          "parse",
+          [](std::string& chunk) { return parse_chunk(std::move(chunk)); },
           par(2))
       .then("filter",
             [](parsed_chunk& c) {

@@ -229,6 +229,49 @@ TEST_F(pipeline_test, the_retry_policy_tries_again_after_the_delay) {
   EXPECT_EQ(report.stages[1].errors, 0u);
 }
 
+TEST_F(pipeline_test, the_retry_policy_of_the_module_backs_off_exponentially) {
+  collector<int64_t> out;
+  int tries = 0;
+  retry_policy backoff;
+  backoff.attempts = 4;
+  backoff.first_delay = caf::timespan{100ms};
+  backoff.multiplier = 2.0;
+  start(pipeline::from_iota(0, 1)
+            .then("flaky",
+                  [&](int64_t& x) -> int64_t {
+                    if (++tries < 4)
+                      throw std::runtime_error("not yet");
+                    return x;
+                  },
+                  {.on_error = error_policy::retry(backoff)})
+            .to(out));
+  run();
+  EXPECT_EQ(tries, 1);
+  run_after(caf::timespan{100ms}); // first retry after 100 ms
+  EXPECT_EQ(tries, 2);
+  run_after(caf::timespan{199ms}); // the second one 200 ms later
+  EXPECT_EQ(tries, 2);
+  run_after(caf::timespan{1ms});
+  EXPECT_EQ(tries, 3);
+  run_after(caf::timespan{400ms}); // the third one 400 ms later
+  auto report = finished();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(tries, 4);
+  EXPECT_EQ(out.items(), (std::vector<int64_t>{0}));
+  EXPECT_EQ(report.stages[1].retries, 3u);
+}
+
+TEST_F(pipeline_test, an_invalid_retry_policy_is_rejected_at_start) {
+  retry_policy backoff;
+  backoff.attempts = 0;
+  auto h = pipeline::from_iota(0, 1)
+               .then("x", [](int64_t& x) { return x; },
+                     {.on_error = error_policy::retry(backoff)})
+               .to([](int64_t) {})
+               .run(sys);
+  EXPECT_FALSE(h);
+}
+
 TEST_F(pipeline_test, an_item_that_exhausts_its_retries_goes_to_dead_letters) {
   collector<int64_t> out;
   start(pipeline::from_iota(0, 6)

@@ -35,6 +35,7 @@
 // scheduler threads; the sink and source are each called by one actor at a
 // time.
 
+#include "actorbus/actors/retry.hpp"
 #include "actorbus/runtime/fwd.hpp"
 
 #include <caf/actor.hpp>
@@ -86,8 +87,8 @@ std::string describe(const caf::error& err);
 enum class error_action {
   /// Drop the item, count it and report it through `run_options::on_error`.
   skip,
-  /// Try the item again after `delay`, up to `attempts` tries in total, then
-  /// apply `then`.
+  /// Try the item again after `delay`, up to `attempts` tries in total (or
+  /// as `backoff` says, when set), then apply `then`.
   retry,
   /// Hand the item to the dead letters (`run_options::on_dead_letter`, or
   /// the report), count and report it.
@@ -106,6 +107,10 @@ struct error_policy {
   caf::timespan delay{0};
   /// What `retry` does once the tries are used up (not `retry`).
   error_action then = error_action::dead_letter;
+  /// For `retry`: the module's retry policy (exponential backoff, jitter,
+  /// retry_if, deadline), replacing `attempts` and `delay` when set. Its
+  /// pauses run on the actor clock.
+  std::optional<retry_policy> backoff = std::nullopt;
 
   static error_policy skip() {
     return {error_action::skip};
@@ -119,6 +124,11 @@ struct error_policy {
   static error_policy retry(std::size_t attempts, caf::timespan delay,
                             error_action then = error_action::dead_letter) {
     return {error_action::retry, attempts, delay, then};
+  }
+  static error_policy retry(retry_policy policy,
+                            error_action then = error_action::dead_letter) {
+    return {error_action::retry, policy.attempts, policy.first_delay, then,
+            std::move(policy)};
   }
 };
 
