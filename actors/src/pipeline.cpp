@@ -230,6 +230,11 @@ private:
     }
   }
 
+  void on_exit() override {
+    // Neighbours hold each other: drop the handles to break the cycle.
+    down_ = nullptr;
+  }
+
   state_ptr st_;
   detail::source_spec spec_;
   caf::actor down_;
@@ -324,6 +329,10 @@ private:
     auto n_in = in_.size;
     in_ = batch{};
     send(coordinator_, done_atom::value, seq_, std::move(out_), n_in);
+  }
+
+  void on_exit() override {
+    coordinator_ = nullptr;
   }
 
   state_ptr st_;
@@ -437,6 +446,15 @@ private:
     for (auto& w : workers_)
       send(w, end_atom::value);
     quit();
+  }
+
+  void on_exit() override {
+    workers_.clear();
+    down_ = nullptr;
+    up_ = nullptr;
+    pending_.clear();
+    reorder_.clear();
+    ready_.clear();
   }
 
   state_ptr st_;
@@ -575,6 +593,10 @@ private:
     }
     st_->cv.notify_all();
     quit();
+  }
+
+  void on_exit() override {
+    watched_.clear();
   }
 
   state_ptr st_;

@@ -236,17 +236,19 @@ TEST_F(async_queue_test, producer_actors_and_consumer_threads_lose_nothing) {
   for (int p = 0; p < producers; ++p) {
     auto started = rt.spawn([&, p](caf::event_based_actor* self) {
       // Each put waits for the previous one: a loop of continuations.
+      // The loop holds itself weakly; each pending put holds it strongly.
       auto next = std::make_shared<std::function<void(int)>>();
-      *next = [&, self, p, next](int i) {
+      *next = [&, self, p, weak = std::weak_ptr{next}](int i) {
         if (i == per_producer)
           return;
-        sut->async_put(
-            self, std::to_string(p * per_producer + i), caf::timespan{30s},
-            [&, next, i](caf::error err, std::optional<std::string>) {
-              if (err)
-                ++failures;
-              (*next)(i + 1);
-            });
+        sut->async_put(self, std::to_string(p * per_producer + i),
+                       caf::timespan{30s},
+                       [&, loop = weak.lock(), i](caf::error err,
+                                                  std::optional<std::string>) {
+                         if (err)
+                           ++failures;
+                         (*loop)(i + 1);
+                       });
       };
       (*next)(0);
     });
