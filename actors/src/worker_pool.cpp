@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace actorbus::actors {
 
@@ -56,6 +57,7 @@ public:
       if (!closed_ &&
           (cfg_.queue_capacity == 0 || queue_.size() < cfg_.queue_capacity)) {
         queue_.push_back(std::move(task));
+        pushes_.fetch_add(1, std::memory_order_release);
         if (!idle_.empty()) {
           wake = std::move(idle_.back());
           idle_.pop_back();
@@ -104,6 +106,7 @@ public:
         auto n = std::min(room, tasks.size() - taken);
         for (std::size_t i = 0; i < n; ++i)
           queue_.push_back(std::move(tasks[taken++]));
+        pushes_.fetch_add(1, std::memory_order_release);
         wake_idle_locked(wake);
       }
     }
@@ -324,10 +327,11 @@ private:
   /// it when the pool is closing or has too many workers.
   void drain(caf::event_based_actor* me) {
     std::vector<task_ptr> batch;
+    bool spun = false;
     for (;;) {
       batch.clear();
       {
-        std::lock_guard<std::mutex> guard{mtx_};
+        std::unique_lock<std::mutex> guard{mtx_};
         if (workers_.size() > target_ && !closed_) {
           leave_locked(me);
           return;
@@ -337,9 +341,22 @@ private:
             leave_locked(me);
             return;
           }
+          if (!spun && cfg_.idle_spin.count() > 0) {
+            // Stay awake briefly: under a steady stream of tasks this saves
+            // a park and a wake-up message per task.
+            spun = true;
+            auto seen = pushes_.load(std::memory_order_relaxed);
+            guard.unlock();
+            auto until = std::chrono::steady_clock::now() + cfg_.idle_spin;
+            while (pushes_.load(std::memory_order_acquire) == seen &&
+                   std::chrono::steady_clock::now() < until)
+              std::this_thread::yield();
+            continue;
+          }
           idle_.push_back(caf::actor_cast<caf::actor>(me));
           return;
         }
+        spun = false;
         // Take at most a fair share, so that work is spread over workers.
         auto live = std::max<std::size_t>(1, workers_.size());
         auto n = std::clamp<std::size_t>(queue_.size() / live, 1, cfg_.batch);
@@ -408,6 +425,7 @@ private:
   std::size_t target_;
   bool closed_ = false;
   std::atomic<std::size_t> completed_{0};
+  std::atomic<std::size_t> pushes_{0};
   std::size_t crashes_ = 0;
   std::size_t replaced_ = 0;
   std::size_t retried_ = 0;
