@@ -12,6 +12,7 @@
 #include <ctime>
 #include <linux/futex.h>
 #include <random>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
@@ -102,8 +103,10 @@ struct channel::impl {
   std::chrono::nanoseconds liveness_interval{0};
   bool owner = false;
   bool closed = false;
-  // Cached identity of the other side, refreshed from the header.
-  uint64_t other_cache = 0;
+  // Last seen consumer position of the outgoing ring and producer position
+  // of the incoming ring (both only grow).
+  uint64_t cached_tail = 0;
+  uint64_t cached_head = 0;
 
   int out_ring() const {
     return owner ? 0 : 1;
@@ -154,6 +157,8 @@ struct channel::impl {
     mask = hdr->capacity - 1;
     generation = hdr->generation;
     max_frame = static_cast<size_t>(hdr->max_frame);
+    cached_tail = hdr->rings[out_ring()].tail.load(std::memory_order_acquire);
+    cached_head = hdr->rings[in_ring()].head.load(std::memory_order_acquire);
     liveness_interval = std::chrono::milliseconds(
         std::max<uint64_t>(hdr->liveness_interval_ms, 1));
   }
@@ -180,11 +185,18 @@ struct channel::impl {
   caf::error wait_until(std::atomic<uint32_t>& seq,
                         std::atomic<uint32_t>& waiting, Ready ready,
                         clock_type::time_point deadline, bool fail_on_close) {
-    // A short spin catches a peer that answers within microseconds.
-    for (int i = 0; i < 2000; ++i) {
+    // A short spin catches a peer that answers within a microsecond; then
+    // yielding lets a peer that shares this core run (cores are often
+    // oversubscribed); only then sleep on the futex.
+    for (int i = 0; i < 64; ++i) {
       if (ready())
         return caf::none;
       cpu_relax();
+    }
+    for (int i = 0; i < 8; ++i) {
+      if (ready())
+        return caf::none;
+      sched_yield();
     }
     auto next_check = clock_type::now() + liveness_interval;
     for (;;) {
@@ -361,9 +373,13 @@ caf::error channel::send(std::span<const std::byte> frame,
   auto& rc = d.hdr->rings[d.out_ring()];
   auto need = frame_footprint(frame.size());
   auto head = rc.head.load(std::memory_order_relaxed);
+  // The consumer's position is re-read only when the cached one shows too
+  // little space: one shared cache line less per frame.
   auto has_space = [&] {
-    return d.hdr->capacity - (head - rc.tail.load(std::memory_order_acquire)) >=
-           need;
+    if (d.hdr->capacity - (head - d.cached_tail) >= need)
+      return true;
+    d.cached_tail = rc.tail.load(std::memory_order_acquire);
+    return d.hdr->capacity - (head - d.cached_tail) >= need;
   };
   if (!has_space()) {
     auto deadline = clock_type::now() + timeout;
@@ -390,7 +406,10 @@ caf::error channel::receive(std::vector<std::byte>& out, timeout_type timeout) {
   auto& rc = d.hdr->rings[d.in_ring()];
   auto tail = rc.tail.load(std::memory_order_relaxed);
   auto has_data = [&] {
-    return rc.head.load(std::memory_order_acquire) != tail;
+    if (d.cached_head != tail)
+      return true;
+    d.cached_head = rc.head.load(std::memory_order_acquire);
+    return d.cached_head != tail;
   };
   if (!has_data()) {
     auto deadline = clock_type::now() + timeout;
@@ -398,7 +417,7 @@ caf::error channel::receive(std::vector<std::byte>& out, timeout_type timeout) {
                                 deadline, false))
       return err;
   }
-  auto avail = rc.head.load(std::memory_order_acquire) - tail;
+  auto avail = d.cached_head - tail;
   uint32_t len = 0;
   if (avail < frame_header_size || avail > d.hdr->capacity)
     return make_error(errc::corrupt_frame,

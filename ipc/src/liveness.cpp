@@ -1,5 +1,6 @@
 #include "liveness.hpp"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -50,12 +51,19 @@ process_id_word pack(pid_t pid, uint64_t start) {
 } // namespace
 
 process_id_word self_identity() {
+  // Cached per process; a forked child has another pid and recomputes.
+  static std::atomic<process_id_word> cached{0};
+  auto pid = ::getpid();
+  auto w = cached.load(std::memory_order_relaxed);
+  if (w != 0 && pid_of(w) == pid)
+    return w;
   char state = 0;
   uint64_t start = 0;
-  auto pid = ::getpid();
   if (!read_stat(pid, state, start))
     start = 0;
-  return pack(pid, start);
+  w = pack(pid, start);
+  cached.store(w, std::memory_order_relaxed);
+  return w;
 }
 
 process_id_word identity_of(pid_t pid) {

@@ -4,8 +4,11 @@
 #include "shm.hpp"
 
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <dirent.h>
+#include <list>
+#include <mutex>
 #include <random>
 #include <unistd.h>
 
@@ -29,14 +32,74 @@ struct buffer_header {
 static_assert(sizeof(buffer_header) <= data_offset);
 
 bool claim_slot(buffer_header* hdr, uint64_t me) {
+  // A free slot first (no system call), then one left by a dead process.
+  for (auto& slot : hdr->holders) {
+    uint64_t cur = 0;
+    if (slot.load(std::memory_order_relaxed) == 0 &&
+        slot.compare_exchange_strong(cur, me, std::memory_order_seq_cst))
+      return true;
+  }
   for (auto& slot : hdr->holders) {
     auto cur = slot.load(std::memory_order_acquire);
-    // A free slot, or one left by a dead process.
-    if ((cur == 0 || !alive(cur)) &&
+    if (cur != 0 && !alive(cur) &&
         slot.compare_exchange_strong(cur, me, std::memory_order_seq_cst))
       return true;
   }
   return false;
+}
+
+// Cheap liveness for the release path: kill(pid, 0) says "gone" for sure;
+// zombies and reused pids count as alive here and are left to sweep().
+bool probably_alive(uint64_t w) {
+  return ::kill(pid_of(w), 0) == 0 || errno != ESRCH;
+}
+
+// Mappings stay cached per process, so handing the same buffer over again
+// costs no mmap, munmap or page fault. Bounded; the least recently used
+// entry is unmapped first.
+struct cached_mapping {
+  std::string name;
+  uint64_t generation = 0;
+  std::shared_ptr<shm_mapping> seg;
+};
+
+class mapping_cache {
+public:
+  static constexpr size_t capacity = 64;
+
+  std::shared_ptr<shm_mapping> find(const std::string& name, uint64_t gen) {
+    std::lock_guard guard{mx_};
+    for (auto i = entries_.begin(); i != entries_.end(); ++i)
+      if (i->name == name && i->generation == gen) {
+        entries_.splice(entries_.begin(), entries_, i);
+        return i->seg;
+      }
+    return nullptr;
+  }
+
+  void put(const std::string& name, uint64_t gen,
+           std::shared_ptr<shm_mapping> seg) {
+    std::lock_guard guard{mx_};
+    entries_.push_front(cached_mapping{name, gen, std::move(seg)});
+    if (entries_.size() > capacity)
+      entries_.pop_back();
+  }
+
+  void drop(const std::string& name, uint64_t gen) {
+    std::lock_guard guard{mx_};
+    entries_.remove_if([&](const cached_mapping& x) {
+      return x.name == name && x.generation == gen;
+    });
+  }
+
+private:
+  std::mutex mx_;
+  std::list<cached_mapping> entries_;
+};
+
+mapping_cache& cache() {
+  static auto* instance = new mapping_cache; // outlives static destructors
+  return *instance;
 }
 
 size_t live_holders(const buffer_header* hdr) {
@@ -66,14 +129,14 @@ buffer_handle::from_bytes(std::span<const std::byte> bytes) {
 
 struct shared_buffer::impl {
   std::string name;
-  shm_mapping seg;
+  std::shared_ptr<shm_mapping> seg;
   uint64_t generation = 0;
   size_t size = 0;
   uint64_t me = 0;
   bool released = false;
 
   buffer_header* hdr() const {
-    return static_cast<buffer_header*>(seg.data());
+    return static_cast<buffer_header*>(seg->data());
   }
 };
 
@@ -108,8 +171,8 @@ caf::expected<shared_buffer> shared_buffer::allocate(size_t size) {
     return std::move(seg.error());
   auto ptr = std::make_unique<impl>();
   ptr->name = name;
-  ptr->seg = std::move(*seg);
-  auto* hdr = new (ptr->seg.data()) buffer_header{};
+  ptr->seg = std::make_shared<shm_mapping>(std::move(*seg));
+  auto* hdr = new (ptr->seg->data()) buffer_header{};
   hdr->generation = generation;
   hdr->size = size;
   ptr->me = self_identity();
@@ -125,9 +188,20 @@ caf::expected<shared_buffer> shared_buffer::map(const buffer_handle& handle) {
   if (name.rfind(name_prefix, 0) != 0)
     return make_error(errc::invalid_argument,
                       "'" + name + "' does not name a shared buffer");
-  auto seg = open_checked(name, data_offset);
-  if (!seg)
-    return std::move(seg.error());
+  auto seg = cache().find(name, handle.generation);
+  if (seg && ::access(("/dev/shm/" + name).c_str(), F_OK) != 0) {
+    // Unlinked since we cached it: its holders are gone.
+    cache().drop(name, handle.generation);
+    seg = nullptr;
+  }
+  bool fresh = false;
+  if (!seg) {
+    auto opened = open_checked(name, data_offset);
+    if (!opened)
+      return std::move(opened.error());
+    seg = std::make_shared<shm_mapping>(std::move(*opened));
+    fresh = true;
+  }
   auto* hdr = static_cast<buffer_header*>(seg->data());
   if (hdr->magic.load(std::memory_order_acquire) != buffer_magic ||
       hdr->generation != handle.generation || hdr->size != handle.size ||
@@ -139,8 +213,10 @@ caf::expected<shared_buffer> shared_buffer::map(const buffer_handle& handle) {
   if (!claim_slot(hdr, ptr->me))
     return make_error(errc::busy, "all holder slots of '" + name +
                                       "' are taken by live processes");
+  if (fresh)
+    cache().put(name, handle.generation, seg);
   ptr->name = std::move(name);
-  ptr->seg = std::move(*seg);
+  ptr->seg = std::move(seg);
   ptr->generation = handle.generation;
   ptr->size = handle.size;
   return shared_buffer{std::move(ptr)};
@@ -183,7 +259,7 @@ buffer_handle shared_buffer::handle() const noexcept {
 std::span<std::byte> shared_buffer::bytes() const noexcept {
   if (!impl_ || impl_->released)
     return {};
-  return {static_cast<std::byte*>(impl_->seg.data()) + data_offset,
+  return {static_cast<std::byte*>(impl_->seg->data()) + data_offset,
           impl_->size};
 }
 
@@ -204,9 +280,19 @@ void shared_buffer::release() noexcept {
       break;
   }
   // Whoever sees no live holder after clearing its own slot unlinks.
-  if (live_holders(hdr) == 0)
+  bool last = true;
+  for (auto& slot : hdr->holders) {
+    auto w = slot.load(std::memory_order_seq_cst);
+    if (w != 0 && probably_alive(w)) {
+      last = false;
+      break;
+    }
+  }
+  if (last) {
     remove(impl_->name);
-  impl_->seg = shm_mapping{};
+    cache().drop(impl_->name, impl_->generation);
+  }
+  impl_->seg.reset();
 }
 
 } // namespace actorbus::ipc
