@@ -681,6 +681,12 @@ void bus_core::dead_letter(const item& x, dead_letter_reason reason,
   x.topic->dead_lettered.fetch_add(1, std::memory_order_relaxed);
   if (x.topic->name == dead_letter_topic || closed_.load())
     return; // dead letters are never dead-lettered
+  // Nobody listening: count it without building the letter (drops under
+  // overload would otherwise pay for it on the publisher's thread).
+  if (auto found = lookup(dead_letter_topic); found && found->second->empty()) {
+    found->first->published.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   bus::dead_letter dl;
   dl.topic = x.topic->name;
   dl.reason = reason;

@@ -438,6 +438,20 @@ TEST_F(event_bus_test,
   EXPECT_EQ(hits[7], 1);
 }
 
+TEST_F(event_bus_test, dead_letters_nobody_listens_to_are_still_counted) {
+  dead_sub.cancel();
+  auto sub = sut.subscribe<int>(
+      "full", [](int) {}, bounded(1, overload_policy::drop_newest));
+  sut.publish("nobody.home", 1);
+  sut.publish("full", 1);
+  sut.publish("full", 2); // dropped
+  run();
+  EXPECT_EQ(sut.stats("nobody.home").dead_lettered, 1u);
+  EXPECT_EQ(sut.stats("full").dead_lettered, 1u);
+  EXPECT_EQ(sut.stats(dead_letter_topic).published, 2u);
+  EXPECT_TRUE(dead.empty());
+}
+
 TEST_F(event_bus_test, publishing_after_close_fails) {
   sut.close();
   EXPECT_EQ(sut.publish("t", 1), errc::closed);
