@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <fstream>
@@ -42,8 +43,14 @@ struct request {
 namespace detail {
 
 inline bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-         c == '\v';
+  // Python's bytes \s: space, \t, \n, \v, \f, \r.
+  static constexpr auto table = [] {
+    std::array<bool, 256> t{};
+    for (unsigned char x : {' ', '\t', '\n', '\v', '\f', '\r'})
+      t[x] = true;
+    return t;
+  }();
+  return table[static_cast<unsigned char>(c)];
 }
 
 inline bool is_digit(char c) {
@@ -244,10 +251,13 @@ public:
     out += "top paths:\n";
     for (auto& [route, n] : top(by_route_, 10))
       out += fmt::format("  {} {}\n", route, n);
-    std::sort(bytes_.begin(), bytes_.end());
+    auto p50 = rank(50);
+    auto p90 = rank(90);
+    auto p99 = rank(99);
+    auto max =
+        bytes_.empty() ? 0 : *std::max_element(bytes_.begin(), bytes_.end());
     out += fmt::format("bytes: total {} p50 {} p90 {} p99 {} max {}\n",
-                       total_bytes_, rank(50), rank(90), rank(99),
-                       bytes_.empty() ? 0 : bytes_.back());
+                       total_bytes_, p50, p90, p99, max);
     out += "top clients:\n";
     for (auto& [host, n] : top(by_host_, 5))
       out += fmt::format("  {} {}\n", host, n);
@@ -255,12 +265,14 @@ public:
   }
 
 private:
-  // Nearest rank on the sorted sizes.
-  int64_t rank(uint64_t p) const {
+  // Nearest rank: the k-th smallest size, k = ceil(p * n / 100).
+  int64_t rank(uint64_t p) {
     if (bytes_.empty())
       return 0;
     auto k = (p * bytes_.size() + 99) / 100;
-    return bytes_[k == 0 ? 0 : k - 1];
+    auto nth = bytes_.begin() + static_cast<std::ptrdiff_t>(k == 0 ? 0 : k - 1);
+    std::nth_element(bytes_.begin(), nth, bytes_.end());
+    return *nth;
   }
 
   static std::vector<std::pair<std::string, uint64_t>>
