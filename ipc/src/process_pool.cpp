@@ -111,40 +111,69 @@ struct pool_core::impl {
     return next_delay;
   }
 
+  // Fails every job in `jobs` with `err`.
+  static void fail_all(std::deque<job>& jobs, const caf::error& err) {
+    for (auto& j : jobs)
+      j.done(err);
+    jobs.clear();
+  }
+
+  // Feeds worker k: up to `prefetch` tasks in flight on its channel (so the
+  // worker never idles waiting for the next one), results in FIFO order.
   void drive(size_t k, std::optional<channel> ch, pid_t pid) {
     std::vector<std::byte> result;
+    std::deque<job> inflight; // sent to the current worker, oldest first
+    std::deque<job> fresh;    // taken from the queue, not yet sent
     for (;;) {
-      job j;
       {
         std::unique_lock guard{mx};
-        cv.wait(guard, [&] { return stopping || !queue.empty(); });
-        if (stopping && queue.empty())
+        if (inflight.empty())
+          cv.wait(guard, [&] { return stopping || !queue.empty(); });
+        if (stopping && queue.empty() && inflight.empty())
           break;
-        j = std::move(queue.front());
-        queue.pop_front();
+        // Take a fair share so that long tasks spread over all workers.
+        auto share = std::max<size_t>(1, queue.size() / pids.size());
+        auto room = opts.prefetch - std::min(opts.prefetch, inflight.size());
+        for (auto n = std::min(share, room); n > 0 && !queue.empty(); --n) {
+          fresh.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
       }
       if (!ch) {
         if (restarts >= opts.max_restarts) {
-          j.done(make_error(errc::peer_dead, "process pool gave up after " +
-                                                 std::to_string(restarts) +
-                                                 " restarts"));
+          auto err =
+              make_error(errc::peer_dead, "process pool gave up after " +
+                                              std::to_string(restarts.load()) +
+                                              " restarts");
+          fail_all(inflight, err);
+          fail_all(fresh, err);
           continue;
         }
         std::this_thread::sleep_for(backoff());
         ++restarts;
-        auto fresh = spawn(k, pid);
-        if (!fresh) {
-          j.done(std::move(fresh.error()));
+        auto spawned = spawn(k, pid);
+        if (!spawned) {
+          fail_all(fresh, spawned.error());
           continue;
         }
-        ch.emplace(std::move(*fresh));
+        ch.emplace(std::move(*spawned));
       }
-      auto err = ch->send(j.arg, opts.task_timeout);
-      if (!err)
+      caf::error err;
+      while (!err && !fresh.empty()) {
+        err = ch->send(fresh.front().arg, opts.task_timeout);
+        if (!err) {
+          inflight.push_back(std::move(fresh.front()));
+          fresh.pop_front();
+        }
+      }
+      if (!err && !inflight.empty())
         err = ch->receive(result, opts.task_timeout);
       if (!err) {
-        j.done(std::move(result));
-        result = {};
+        if (!inflight.empty()) {
+          inflight.front().done(std::move(result));
+          inflight.pop_front();
+          result = {};
+        }
         continue;
       }
       // The worker is dead, stuck or out of protocol: replace it.
@@ -152,13 +181,23 @@ struct pool_core::impl {
       ch.reset();
       reap(pid, 1s);
       pids[k] = 0;
-      if (err == errc::peer_dead || err == errc::peer_closed) {
-        std::lock_guard guard{mx};
-        queue.push_front(std::move(j)); // re-run the interrupted task
-        cv.notify_one();
-      } else {
-        j.done(std::move(err));
+      if (err != errc::peer_dead && err != errc::peer_closed &&
+          !inflight.empty()) {
+        // The oldest task overran its time (or broke the protocol).
+        inflight.front().done(std::move(err));
+        inflight.pop_front();
       }
+      // Re-run the rest (they were lost with the worker) elsewhere.
+      std::lock_guard guard{mx};
+      while (!fresh.empty()) {
+        queue.push_front(std::move(fresh.back()));
+        fresh.pop_back();
+      }
+      while (!inflight.empty()) {
+        queue.push_front(std::move(inflight.back()));
+        inflight.pop_back();
+      }
+      cv.notify_all();
     }
     if (ch) {
       (void)ch->send({}, 100ms); // the STOP message
@@ -171,6 +210,7 @@ struct pool_core::impl {
 pool_core::pool_core(worker_fn fn, process_pool_options opts) {
   if (opts.workers == 0)
     opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  opts.prefetch = std::max<size_t>(opts.prefetch, 1);
   impl_ = std::make_unique<impl>(std::move(fn), opts);
 }
 

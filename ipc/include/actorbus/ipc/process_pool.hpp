@@ -3,7 +3,7 @@
 // A pool of worker processes with `multiprocessing.Pool` semantics: `map`
 // (results in input order), `map_unordered` (results as they complete) and
 // `submit` (one task, a future). Tasks travel over shared-memory channels,
-// one task per worker at a time (Python's chunksize=1).
+// one task per message (Python's chunksize=1), a few sent ahead per worker.
 //
 // Workers are forked from the pool's process when it starts, so the task
 // function is an ordinary function of this binary. A worker that dies (kill
@@ -45,6 +45,10 @@ struct process_pool_options {
   /// A task running longer than this fails with `errc::timeout` (its worker
   /// is killed and replaced).
   std::chrono::milliseconds task_timeout{std::chrono::minutes(5)};
+  /// Tasks sent ahead to one worker (each still its own message, as with
+  /// chunksize=1), so that a worker never waits for its next task; at
+  /// least 1. A worker that dies re-runs all of them elsewhere.
+  size_t prefetch = 4;
   /// Restarts allowed over the pool's life before it gives up.
   size_t max_restarts = 100;
   /// First delay before restarting a worker; doubles on every restart that
