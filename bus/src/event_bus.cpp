@@ -207,7 +207,8 @@ public:
       : core_(std::move(core))
       , pattern_(std::move(pattern))
       , fn_(std::move(fn))
-      , target_(std::move(target))
+      , target_(target.address())
+      , is_actor_(static_cast<bool>(target))
       , opts_(opts) {
     // nop
   }
@@ -226,7 +227,9 @@ public:
   std::shared_ptr<bus_core> core_;
   const std::string pattern_;
   handler_fn fn_;
-  const caf::actor target_;
+  // Weak, so that a subscription handle may outlive the actor system.
+  const caf::actor_addr target_;
+  const bool is_actor_;
   const subscription_options opts_;
   caf::actor courier_;
   std::atomic<bool> active_{true};
@@ -497,18 +500,27 @@ void subscriber_state::deliver_to_actor(caf::event_based_actor* self, item& x) {
     finish_one_in_flight(self);
     return;
   }
+  auto target = caf::actor_cast<caf::actor>(target_);
+  if (!target) { // died; the down message unsubscribes it
+    if (x.sink)
+      x.sink->fail();
+    core_->dead_letter(x, dead_letter_reason::subscriber_down, pattern_,
+                       "subscriber died");
+    finish_one_in_flight(self);
+    return;
+  }
   auto msg = caf::message::concat(caf::make_message(x.topic->name, x.publisher),
                                   x.event);
   auto me = this;
   if (x.sink) {
     bus_core::delivered(*this, x);
-    x.sink->ask(self, target_, std::move(msg),
+    x.sink->ask(self, target, std::move(msg),
                 [me, self] { me->finish_one_in_flight(self); });
     return;
   }
   // The courier holds `this` (through its behavior) for as long as it
   // runs, and response handlers run only while it runs.
-  self->request(target_, caf::infinite, std::move(msg))
+  self->request(target, caf::infinite, std::move(msg))
       .then([me, self, x] { me->finish_one_in_flight(self); },
             [me, self, x](caf::error& err) {
               // A reply of any type means the actor handled the event.
@@ -525,7 +537,7 @@ void subscriber_state::deliver_to_actor(caf::event_based_actor* self, item& x) {
 }
 
 void subscriber_state::drain(caf::event_based_actor* self) {
-  auto is_actor = static_cast<bool>(target_);
+  auto is_actor = is_actor_;
   {
     std::unique_lock guard{mtx_};
     size_t n = std::min(queue_.size(), core_->cfg_.batch_size);
@@ -714,10 +726,10 @@ caf::expected<subscription> bus_core::subscribe(std::string_view pattern,
       shared_from_this(), std::string{pattern}, std::move(fn), who, opts);
   auto courier = sys_.spawn([state](
                                 caf::event_based_actor* self) -> caf::behavior {
-    if (state->target_) {
+    if (state->is_actor_) {
       self->monitor(state->target_);
       self->set_down_handler([state](caf::scheduled_actor*, caf::down_msg& dm) {
-        if (dm.source != state->target_.address())
+        if (dm.source != state->target_)
           return;
         auto rest = state->deactivate();
         state->core_->remove(state.get());

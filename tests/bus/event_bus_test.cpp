@@ -375,6 +375,38 @@ TEST_F(event_bus_test,
   EXPECT_TRUE(dead.empty());
 }
 
+TEST_F(event_bus_test, an_actor_subscriber_receives_events_in_publish_order) {
+  std::vector<int> got;
+  auto who = sys.spawn([&](caf::event_based_actor*) {
+    return caf::behavior{[&](const std::string&, const caf::actor_addr&,
+                             int x) { got.push_back(x); }};
+  });
+  auto sub = sut.subscribe("seq", who);
+  std::vector<int> expected;
+  for (int i = 0; i < 1000; ++i) {
+    expected.push_back(i);
+    sut.publish("seq", i);
+    if (i % 300 == 0)
+      run();
+  }
+  run();
+  EXPECT_EQ(got, expected);
+}
+
+TEST_F(event_bus_test, subscribing_an_already_dead_actor_reports_it_down) {
+  auto who = sys.spawn([](caf::event_based_actor*) {
+    return caf::behavior{
+        [](const std::string&, const caf::actor_addr&, int) {}};
+  });
+  caf::anon_send_exit(who, caf::exit_reason::kill);
+  run();
+  auto sub = sut.subscribe("n", who);
+  ASSERT_TRUE(sub);
+  run();
+  EXPECT_FALSE(sub->active());
+  EXPECT_EQ(sut.subscription_count(), 1u); // only the dead-letter watcher
+}
+
 TEST_F(event_bus_test, a_dead_actor_subscriber_is_unsubscribed_and_reported) {
   auto who = sys.spawn([](caf::event_based_actor*) {
     return caf::behavior{
