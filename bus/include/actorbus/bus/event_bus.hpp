@@ -30,7 +30,13 @@
 // reported.
 //
 // Lifetime: the event_bus must be destroyed before its actor system. Its
-// destructor cancels every subscription and stops the couriers.
+// destructor cancels every subscription (waiting for running callbacks) and
+// stops the couriers; subscription handles may outlive it (they are then
+// inactive). Callbacks must not outlive what they capture: cancel, or
+// destroy the bus, first.
+//
+// Clocks: `block_timeout` and the `gather` deadline are real time (they
+// bound waits of non-actor threads); nothing in the bus uses actor timers.
 
 #include "actorbus/bus/fwd.hpp"
 #include "actorbus/bus/topic.hpp"
