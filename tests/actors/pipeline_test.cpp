@@ -1,4 +1,5 @@
 #include "actorbus/actors/pipeline.hpp"
+#include "actorbus/actors/pipeline_bus.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "deterministic_fixture.hpp"
@@ -11,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <numeric>
@@ -449,4 +451,38 @@ TEST_F(pipeline_test, a_million_items_pass_three_stages_with_none_lost) {
       EXPECT_EQ(s.in, 1'000'000u) << s.name;
     }
   }
+}
+
+TEST_F(pipeline_test, a_topic_sink_publishes_every_item_in_order) {
+  actorbus::bus::event_bus bus{rt.system()};
+  std::mutex mtx;
+  std::condition_variable cv;
+  std::vector<int64_t> seen;
+  auto sub = bus.subscribe<int64_t>("numbers.*", [&](const int64_t& x) {
+    std::lock_guard<std::mutex> guard{mtx};
+    seen.push_back(x);
+    cv.notify_all();
+  });
+  ASSERT_TRUE(sub);
+  start_threaded(pipeline::from_iota(0, 500)
+                     .then("double", [](int64_t& x) { return 2 * x; },
+                           {.parallelism = 2, .ordered = true})
+                     .to(pipeline::to_topic<int64_t>(bus, "numbers.doubled")));
+  auto report = sut->wait(long_wait);
+  ASSERT_TRUE(report);
+  ASSERT_TRUE(report->ok()) << describe(report->error);
+  std::unique_lock<std::mutex> guard{mtx};
+  ASSERT_TRUE(
+      cv.wait_for(guard, long_wait, [&] { return seen.size() == 500; }));
+  for (int64_t i = 0; i < 500; ++i)
+    ASSERT_EQ(seen[i], 2 * i);
+}
+
+TEST_F(pipeline_test, a_refused_publish_stops_the_run) {
+  actorbus::bus::event_bus bus{rt.system()};
+  start_threaded(pipeline::from_iota(0, 10).to(
+      pipeline::to_topic<int64_t>(bus, "bad..topic")));
+  auto report = sut->wait(long_wait);
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(is(report->error, pipeline_errc::sink_failed));
 }
