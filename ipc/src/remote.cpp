@@ -117,7 +117,6 @@ void fail_pending(proxy_actor* self, const caf::error& err) {
 
 caf::behavior proxy(proxy_actor* self, std::shared_ptr<link> lnk) {
   self->state.lnk = lnk;
-  (void)opts;
   self->set_default_handler(
       [](caf::scheduled_actor* ptr,
          caf::message_view& view) -> caf::result<caf::message> {
