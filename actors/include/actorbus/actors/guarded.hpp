@@ -1,0 +1,168 @@
+#pragma once
+
+// State owned by an actor: the seed's lock-guarded `ThreadSafeCounter` and a
+// generic guarded value.
+//
+//   counter hits{sys};
+//   hits.increment();                          // from any thread, async
+//   caf::expected<int64_t> n = hits.get(1s);   // sees every earlier increment
+//                                              // made by this thread
+//   guarded<std::vector<int>> log{sys};
+//   log.post([](std::vector<int>& v) { v.push_back(1); });
+//   auto size = log.apply([](std::vector<int>& v) { return v.size(); }, 1s);
+//
+// The value lives inside one actor and every access is one message handled
+// after the other: no lock, no torn update. Messages from one sender arrive
+// in order, so a thread reads its own earlier writes. `apply` blocks the
+// calling thread up to its timeout (never call it inside a handler); the
+// operation runs on the actor and may not keep references to the value.
+// Actors talk to a counter with messages: (caf::add_atom, int64_t) ->
+// int64_t (new value) and (caf::get_atom) -> int64_t.
+
+#include "actorbus/runtime/call.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/expected.hpp>
+#include <caf/send.hpp>
+#include <caf/timespan.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace actorbus::actors::detail {
+
+/// An operation on a guarded value, run inside its actor. Local only.
+struct guarded_op {
+  std::function<caf::message(void*)> run;
+};
+
+} // namespace actorbus::actors::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(actorbus::actors::detail::guarded_op)
+
+namespace actorbus::actors {
+
+/// A value of type `T` owned by an actor. Thread-safe; not copyable. The
+/// actor stops when the guarded object is destroyed.
+template <class T>
+class guarded {
+public:
+  explicit guarded(caf::actor_system& sys, T initial = T{})
+      : sys_(sys) {
+    auto value = std::make_shared<T>(std::move(initial));
+    actor_ = sys.spawn([value](caf::event_based_actor*) -> caf::behavior {
+      return {[value](detail::guarded_op& op) { return op.run(value.get()); }};
+    });
+  }
+
+  ~guarded() {
+    caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+  }
+
+  guarded(const guarded&) = delete;
+  guarded& operator=(const guarded&) = delete;
+
+  /// Runs `fn(T&)` on the actor, later, without waiting.
+  template <class F>
+  void post(F fn) {
+    caf::anon_send(actor_, detail::guarded_op{[fn](void* p) mutable {
+                     fn(*static_cast<T*>(p));
+                     return caf::message{};
+                   }});
+  }
+
+  /// Runs `fn(T&)` on the actor and returns its result (`caf::unit` for
+  /// void), or `caf::sec::request_timeout`.
+  template <class F>
+  auto apply(F fn, caf::timespan timeout) {
+    using r = std::invoke_result_t<F&, T&>;
+    using out = std::conditional_t<std::is_void_v<r>, caf::unit_t, r>;
+    detail::guarded_op op{[fn](void* p) mutable {
+      if constexpr (std::is_void_v<r>) {
+        fn(*static_cast<T*>(p));
+        return caf::message{};
+      } else {
+        return caf::make_message(fn(*static_cast<T*>(p)));
+      }
+    }};
+    runtime::caller c{sys_};
+    if constexpr (std::is_void_v<r>)
+      return c.call<void>(actor_, timeout, std::move(op));
+    else
+      return c.call<out>(actor_, timeout, std::move(op));
+  }
+
+  /// A copy of the value.
+  caf::expected<T> get(caf::timespan timeout) {
+    return apply([](T& x) { return x; }, timeout);
+  }
+
+  /// The owning actor.
+  const caf::actor& handle() const {
+    return actor_;
+  }
+
+private:
+  caf::actor_system& sys_;
+  caf::actor actor_;
+};
+
+/// The behavior of a counter actor: (caf::add_atom, int64_t) -> new value,
+/// (caf::get_atom) -> value.
+inline caf::behavior counter_actor(caf::event_based_actor*,
+                                   int64_t initial = 0) {
+  auto value = std::make_shared<int64_t>(initial);
+  return {
+      [value](caf::add_atom, int64_t n) { return *value += n; },
+      [value](caf::get_atom) { return *value; },
+  };
+}
+
+/// The seed's ThreadSafeCounter as an actor. Thread-safe; not copyable.
+class counter {
+public:
+  explicit counter(caf::actor_system& sys, int64_t initial = 0)
+      : sys_(sys)
+      , actor_(sys.spawn(counter_actor, initial)) {}
+
+  ~counter() {
+    caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
+  }
+
+  counter(const counter&) = delete;
+  counter& operator=(const counter&) = delete;
+
+  /// Adds `n` without waiting.
+  void increment(int64_t n = 1) {
+    caf::anon_send(actor_, caf::add_atom::value, n);
+  }
+
+  /// Adds `n` and returns the new value.
+  caf::expected<int64_t> add(int64_t n, caf::timespan timeout) {
+    return runtime::call<int64_t>(sys_, actor_, timeout, caf::add_atom::value,
+                                  n);
+  }
+
+  /// The current value.
+  caf::expected<int64_t> get(caf::timespan timeout) {
+    return runtime::call<int64_t>(sys_, actor_, timeout, caf::get_atom::value);
+  }
+
+  /// The owning actor, for requests from other actors.
+  const caf::actor& handle() const {
+    return actor_;
+  }
+
+private:
+  caf::actor_system& sys_;
+  caf::actor actor_;
+};
+
+} // namespace actorbus::actors
