@@ -31,9 +31,10 @@
 // statistics once every actor of the run has exited. Cancellation, a
 // deadline or an abort stop every actor (upstream and downstream) and the
 // report says why. Items are copied into CAF messages: item types must be
-// copyable. Callbacks (`on_error`, `on_dead_letter`, the sink) run on
-// scheduler threads; the sink and source are each called by one actor at a
-// time.
+// copyable. Callbacks run on scheduler threads: the source and the sink are
+// each called by one actor at a time; `on_error` and `on_dead_letter` may be
+// called concurrently by the workers of different stages and must be
+// thread-safe.
 
 #include "actorbus/actors/retry.hpp"
 #include "actorbus/runtime/fwd.hpp"
@@ -486,7 +487,7 @@ flow<T> from_vector(std::vector<T> xs) {
   return from_generator<T>([data, pos]() mutable -> std::optional<T> {
     if (pos == data->size())
       return std::nullopt;
-    return (*data)[pos++];
+    return std::move((*data)[pos++]); // each element is read once
   });
 }
 
