@@ -187,8 +187,8 @@ void rtt(benchmark::State& state) {
     worker_processes procs{1, 256};
     for (auto _ : state) {
       samples.measure([&] {
-        auto id = producer->enqueue_payload("noop", "");
-        if (!id || !producer->wait(*id, 5s))
+        auto info = producer->run("noop", "", {}, 5s);
+        if (!info || info->status != q::task_status::succeeded)
           state.SkipWithError("round trip failed");
       });
     }

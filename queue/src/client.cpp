@@ -127,6 +127,50 @@ struct client::impl {
          std::to_string(prio), std::to_string(delay)});
   }
 
+  /// Blocks on the task's wake-up list until the finish script pushes to
+  /// it or the deadline passes. With `share`, puts the token back for other
+  /// waiters of the same task.
+  caf::expected<task_info>
+  block_until_done(std::string_view id,
+                   std::chrono::steady_clock::time_point deadline, bool share) {
+    auto key = k.notify(id);
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return caf::make_error(
+            caf::sec::request_timeout,
+            fmt::format("queue: task {} not finished in time", id));
+      // BLPOP takes seconds (fractions allowed); the socket waits a bit
+      // longer so the server's timeout answers first.
+      conn.timeout(left + cfg.io_timeout);
+      auto b = exec(
+          {"BLPOP", key,
+           fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
+      conn.timeout(std::chrono::milliseconds{0});
+      if (!b)
+        return std::move(b.error());
+      if ((*b)->type == REDIS_REPLY_ARRAY) {
+        // Leave the token for other waiters of the same task, and read the
+        // final status, in one round trip.
+        if (share)
+          conn.append({"RPUSH", key, "1"});
+        conn.append({"HMGET", k.task(id), "s", "n", "a", "r", "err"});
+        if (share) {
+          auto pushed = conn.next_reply();
+          if (!pushed)
+            return std::move(pushed.error());
+        }
+        auto final_state = conn.next_reply();
+        if (!final_state)
+          return std::move(final_state.error());
+        return info_of(id, final_state->get());
+      }
+      if ((*b)->type == REDIS_REPLY_ERROR)
+        return redis_error(b->get(), "wait");
+    }
+  }
+
   caf::expected<task_info> info_of(std::string_view id, const redisReply* r) {
     task_info out;
     out.id = std::string{id};
@@ -262,39 +306,26 @@ caf::expected<task_info> client::wait(std::string_view id,
   auto info = impl_->info_of(id, r->get());
   if (!info || terminal(info->status) || info->status == task_status::unknown)
     return info;
-  auto key = impl_->k.notify(id);
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      return caf::make_error(caf::sec::request_timeout,
-                             "queue: task not finished in time");
-    // BLPOP takes seconds (fractions allowed); the socket waits a bit
-    // longer so the server's timeout answers first.
-    impl_->conn.timeout(left + impl_->cfg.io_timeout);
-    auto b = impl_->exec(
-        {"BLPOP", key,
-         fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
-    impl_->conn.timeout(std::chrono::milliseconds{0});
-    if (!b)
-      return std::move(b.error());
-    if ((*b)->type == REDIS_REPLY_ARRAY) {
-      // Leave the token for other waiters of the same task, and read the
-      // final status, in one round trip.
-      impl_->conn.append({"RPUSH", key, "1"});
-      impl_->conn.append(
-          {"HMGET", impl_->k.task(id), "s", "n", "a", "r", "err"});
-      auto pushed = impl_->conn.next_reply();
-      if (!pushed)
-        return std::move(pushed.error());
-      auto final_state = impl_->conn.next_reply();
-      if (!final_state)
-        return std::move(final_state.error());
-      return impl_->info_of(id, final_state->get());
-    }
-    if ((*b)->type == REDIS_REPLY_ERROR)
-      return redis_error(b->get(), "wait");
-  }
+  return impl_->block_until_done(id, deadline, true);
+}
+
+caf::expected<task_info> client::run(std::string_view name, std::string payload,
+                                     const task_options& opts,
+                                     std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (auto err = impl_->ensure())
+    return err;
+  std::string id;
+  auto args = impl_->enqueue_args(name, payload, opts, id);
+  if (!args)
+    return std::move(args.error());
+  args->emplace_back("1"); // mark as waited for
+  auto r = impl_->exec(*args);
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->type == REDIS_REPLY_ERROR)
+    return redis_error(r->get(), "enqueue");
+  return impl_->block_until_done(id, deadline, false);
 }
 
 caf::expected<bool> client::cancel(std::string_view id) {

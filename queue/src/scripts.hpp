@@ -11,8 +11,12 @@
 namespace actorbus::queue::internal {
 
 // KEYS: hash, stream, delayed. ARGV: id, name, payload, max, backoff,
-// backoff_max, timeout, key, prio, delay_ms.
+// backoff_max, timeout, key, prio, delay_ms, and optionally '1' when the
+// caller will wait for the result (the finish script then wakes it).
 inline constexpr const char* enqueue_lua = R"lua(
+if ARGV[11] == '1' then
+  redis.call('HSET', KEYS[1], 'w', '1')
+end
 local d = tonumber(ARGV[10])
 if d > 0 then
   local t = redis.call('TIME')

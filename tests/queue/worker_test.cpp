@@ -66,6 +66,17 @@ TEST_F(worker_test, a_task_runs_and_wait_returns_its_result) {
   EXPECT_EQ(std::get<0>(*sum), 5);
 }
 
+TEST_F(worker_test, run_enqueues_and_returns_the_final_result) {
+  ASSERT_FALSE(sut->start());
+  auto info = producer->run("add", encode(40, 2), {}, 10s);
+  ASSERT_TRUE(info) << to_string(info.error());
+  EXPECT_EQ(info->status, task_status::succeeded);
+  EXPECT_EQ(std::get<0>(*decode<int>(info->result)), 42);
+  auto dead = producer->run("no_such_task", "", {}, 10s);
+  ASSERT_TRUE(dead);
+  EXPECT_EQ(dead->status, task_status::dead);
+}
+
 TEST_F(worker_test, a_failing_task_is_retried_until_it_succeeds) {
   std::atomic<int> calls{0};
   sut->handle(

@@ -132,6 +132,13 @@ public:
   caf::expected<task_info> wait(std::string_view id,
                                 std::chrono::milliseconds timeout);
 
+  /// Enqueues a task and waits for its end, one round trip shorter than
+  /// `enqueue_payload` plus `wait`. On `caf::sec::request_timeout` the task
+  /// still exists; its id is in the error's message.
+  caf::expected<task_info> run(std::string_view name, std::string payload,
+                               const task_options& opts,
+                               std::chrono::milliseconds timeout);
+
   /// Cancels a task that no worker has started. Returns true when cancelled,
   /// false when it already runs or finished.
   caf::expected<bool> cancel(std::string_view id);
