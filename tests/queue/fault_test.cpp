@@ -86,7 +86,7 @@ protected:
     auto pid = fork();
     if (pid != 0)
       return pid;
-    alarm(60); // never outlive a failed test
+    alarm(300); // never outlive a failed test (long enough for ASan builds)
     {
       runtime::runtime rt;
       auto wcfg = cfg;
