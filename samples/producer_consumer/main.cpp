@@ -103,9 +103,11 @@ int main(int argc, char** argv) {
   for (int i = 0; i < consumers; ++i) {
     auto done = std::make_shared<std::promise<int>>();
     handled.push_back(done->get_future());
-    if (!rt.spawn([&, i, done](caf::event_based_actor* self) {
-          consume(self, &queue, i, &total, done);
-        }))
+    if (!rt.spawn(
+            [&, done](caf::event_based_actor* self, int id) {
+              consume(self, &queue, id, &total, done);
+            },
+            i))
       return 1;
   }
   if (!rt.spawn(producer, &queue, n,

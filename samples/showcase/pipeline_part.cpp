@@ -79,7 +79,9 @@ int run_queue(actorbus::runtime::runtime& rt) {
     }
   };
   auto c = std::make_shared<consumer>(consumer{queue.get(), &total});
-  if (!rt.spawn([c](caf::event_based_actor* self) { c->next(self, c); }))
+  if (!rt.spawn([](caf::event_based_actor* self,
+                   std::shared_ptr<consumer> me) { me->next(self, me); },
+                c))
     return 1;
   for (int i = 0; i < 1000; ++i)
     if (queue->put(i, caf::timespan{10s}))

@@ -30,11 +30,15 @@ protected:
   /// Spawns an actor on the deterministic system that gets one item.
   void spawn_getter(caf::timespan timeout,
                     std::optional<caf::expected<std::string>>& got) {
-    sys.spawn([this, timeout, &got](caf::event_based_actor* self) {
-      sut->async_get(self, timeout, [&got](caf::expected<std::string> x) {
-        got.emplace(std::move(x));
-      });
-    });
+    // The timeout is a spawn argument: CAF 0.17 trips UBSan on function
+    // actors spawned without arguments.
+    sys.spawn(
+        [this, &got](caf::event_based_actor* self, caf::timespan timeout) {
+          sut->async_get(self, timeout, [&got](caf::expected<std::string> x) {
+            got.emplace(std::move(x));
+          });
+        },
+        timeout);
   }
 
   std::unique_ptr<async_queue<std::string>> sut;
@@ -193,13 +197,16 @@ TEST_F(async_queue_test, an_actor_put_waits_for_room_or_hands_the_item_back) {
   ASSERT_FALSE(sut->put("first", 1s));
   std::vector<std::string> log;
   auto putter = [&](std::string item, caf::timespan timeout) {
-    sys.spawn([&, item, timeout](caf::event_based_actor* self) {
-      sut->async_put(self, item, timeout,
-                     [&](caf::error err, std::optional<std::string> back) {
-                       log.push_back(err ? "failed, kept " + back.value_or("?")
-                                         : "queued");
-                     });
-    });
+    sys.spawn(
+        [&, timeout](caf::event_based_actor* self, std::string x) {
+          sut->async_put(self, std::move(x), timeout,
+                         [&](caf::error err, std::optional<std::string> back) {
+                           log.push_back(err ? "failed, kept " +
+                                                   back.value_or("?")
+                                             : "queued");
+                         });
+        },
+        item);
   };
   putter("second", caf::timespan{10s});
   putter("third", caf::timespan{2s});
@@ -234,24 +241,26 @@ TEST_F(async_queue_test, producer_actors_and_consumer_threads_lose_nothing) {
   constexpr int per_producer = 2'000;
   std::atomic<int> failures{0};
   for (int p = 0; p < producers; ++p) {
-    auto started = rt.spawn([&, p](caf::event_based_actor* self) {
-      // Each put waits for the previous one: a loop of continuations.
-      // The loop holds itself weakly; each pending put holds it strongly.
-      auto next = std::make_shared<std::function<void(int)>>();
-      *next = [&, self, p, weak = std::weak_ptr{next}](int i) {
-        if (i == per_producer)
-          return;
-        sut->async_put(self, std::to_string(p * per_producer + i),
-                       caf::timespan{30s},
-                       [&, loop = weak.lock(), i](caf::error err,
-                                                  std::optional<std::string>) {
-                         if (err)
-                           ++failures;
-                         (*loop)(i + 1);
-                       });
-      };
-      (*next)(0);
-    });
+    auto started = rt.spawn(
+        [&](caf::event_based_actor* self, int p) {
+          // Each put waits for the previous one: a loop of continuations.
+          // The loop holds itself weakly; each pending put holds it strongly.
+          auto next = std::make_shared<std::function<void(int)>>();
+          *next = [&, self, p, weak = std::weak_ptr{next}](int i) {
+            if (i == per_producer)
+              return;
+            sut->async_put(self, std::to_string(p * per_producer + i),
+                           caf::timespan{30s},
+                           [&, loop = weak.lock(),
+                            i](caf::error err, std::optional<std::string>) {
+                             if (err)
+                               ++failures;
+                             (*loop)(i + 1);
+                           });
+          };
+          (*next)(0);
+        },
+        p);
     ASSERT_TRUE(started);
   }
   long sum = 0;
