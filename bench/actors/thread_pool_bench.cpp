@@ -3,6 +3,7 @@
 // bench/peers/actors_thread_pool.py (same group names).
 
 #include "actorbus/actors/worker_pool.hpp"
+#include "actorbus/runtime/config.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -29,7 +30,7 @@ pool_config bench_config() {
 
 // Submits 100,000 no-op tasks one by one, then waits for every future.
 void BM_pool_submit_actorbus(benchmark::State& state) {
-  caf::actor_system_config cfg;
+  actorbus::runtime::runtime_config cfg;
   caf::actor_system sys{cfg};
   worker_pool pool{sys, bench_config()};
   std::vector<task_future<int>> fs;
@@ -47,7 +48,7 @@ void BM_pool_submit_actorbus(benchmark::State& state) {
 
 // map over 100,000 items, then reads every result in order.
 void BM_pool_map_actorbus(benchmark::State& state) {
-  caf::actor_system_config cfg;
+  actorbus::runtime::runtime_config cfg;
   caf::actor_system sys{cfg};
   worker_pool pool{sys, bench_config()};
   std::vector<int> xs(n_tasks);

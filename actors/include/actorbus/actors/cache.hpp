@@ -27,7 +27,7 @@
 // numbers, vectors of those). Every call blocks the calling thread for at
 // most its timeout: call them from plain threads, not inside handlers.
 
-#include "actorbus/runtime/call.hpp"
+#include "actorbus/actors/caller_pool.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -211,7 +211,7 @@ template <class K, class V, class Hash = std::hash<K>>
 class cache {
 public:
   cache(caf::actor_system& sys, cache_config cfg = {})
-      : sys_(sys)
+      : callers_(sys)
       , cfg_(cfg) {
     if (cfg_.shards < 1)
       cfg_.shards = 1;
@@ -231,9 +231,10 @@ public:
 
   /// The value of `key`, or an empty optional on a miss.
   caf::expected<std::optional<V>> get(const K& key, caf::timespan timeout) {
-    runtime::caller c{sys_};
-    auto r = c.call<std::vector<V>>(shard(key), timeout,
+    auto r = callers_.with([&](runtime::caller& c) {
+      return c.call<std::vector<V>>(shard(key), timeout,
                                     detail::cache_get_atom::value, key);
+    });
     if (!r)
       return std::move(r.error());
     if (r->empty())
@@ -256,10 +257,12 @@ public:
   /// caf::expected<V>) computes it once for all concurrent callers.
   template <class F>
   caf::expected<V> get_or_compute(const K& key, F fn, caf::timespan timeout) {
-    runtime::caller c{sys_};
     auto dest = caf::actor_cast<caf::strong_actor_ptr>(shard(key));
-    auto reply = c.call_impl(
-        dest, caf::make_message(detail::cache_claim_atom::value, key), timeout);
+    auto reply = callers_.with([&](runtime::caller& c) {
+      return c.call_impl(
+          dest, caf::make_message(detail::cache_claim_atom::value, key),
+          timeout);
+    });
     if (!reply)
       return std::move(reply.error());
     if (reply->template match_elements<V>())
@@ -286,10 +289,11 @@ public:
   /// Counters summed over the shards.
   caf::expected<cache_stats> stats(caf::timespan timeout) {
     cache_stats out;
-    runtime::caller c{sys_};
     for (auto& s : shards_) {
-      auto r = c.call<std::vector<uint64_t>>(s, timeout,
+      auto r = callers_.with([&](runtime::caller& c) {
+        return c.call<std::vector<uint64_t>>(s, timeout,
                                              detail::cache_stats_atom::value);
+      });
       if (!r)
         return std::move(r.error());
       out.hits += (*r)[0];
@@ -307,7 +311,7 @@ private:
     return shards_[Hash{}(key) % shards_.size()];
   }
 
-  caf::actor_system& sys_;
+  caller_pool callers_;
   cache_config cfg_;
   std::vector<caf::actor> shards_;
 };

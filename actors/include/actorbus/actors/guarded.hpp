@@ -19,7 +19,7 @@
 // Actors talk to a counter with messages: (caf::add_atom, int64_t) ->
 // int64_t (new value) and (caf::get_atom) -> int64_t.
 
-#include "actorbus/runtime/call.hpp"
+#include "actorbus/actors/caller_pool.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -55,7 +55,7 @@ template <class T>
 class guarded {
 public:
   explicit guarded(caf::actor_system& sys, T initial = T{})
-      : sys_(sys) {
+      : callers_(sys) {
     auto value = std::make_shared<T>(std::move(initial));
     actor_ = sys.spawn([value](caf::event_based_actor*) -> caf::behavior {
       return {[value](detail::guarded_op& op) { return op.run(value.get()); }};
@@ -92,11 +92,12 @@ public:
         return caf::make_message(fn(*static_cast<T*>(p)));
       }
     }};
-    runtime::caller c{sys_};
-    if constexpr (std::is_void_v<r>)
-      return c.call<void>(actor_, timeout, std::move(op));
-    else
-      return c.call<out>(actor_, timeout, std::move(op));
+    return callers_.with([&](runtime::caller& c) {
+      if constexpr (std::is_void_v<r>)
+        return c.call<void>(actor_, timeout, std::move(op));
+      else
+        return c.call<out>(actor_, timeout, std::move(op));
+    });
   }
 
   /// A copy of the value.
@@ -110,7 +111,7 @@ public:
   }
 
 private:
-  caf::actor_system& sys_;
+  caller_pool callers_;
   caf::actor actor_;
 };
 
@@ -129,7 +130,7 @@ inline caf::behavior counter_actor(caf::event_based_actor*,
 class counter {
 public:
   explicit counter(caf::actor_system& sys, int64_t initial = 0)
-      : sys_(sys)
+      : callers_(sys)
       , actor_(sys.spawn(counter_actor, initial)) {}
 
   ~counter() {
@@ -146,13 +147,16 @@ public:
 
   /// Adds `n` and returns the new value.
   caf::expected<int64_t> add(int64_t n, caf::timespan timeout) {
-    return runtime::call<int64_t>(sys_, actor_, timeout, caf::add_atom::value,
-                                  n);
+    return callers_.with([&](runtime::caller& c) {
+      return c.call<int64_t>(actor_, timeout, caf::add_atom::value, n);
+    });
   }
 
   /// The current value.
   caf::expected<int64_t> get(caf::timespan timeout) {
-    return runtime::call<int64_t>(sys_, actor_, timeout, caf::get_atom::value);
+    return callers_.with([&](runtime::caller& c) {
+      return c.call<int64_t>(actor_, timeout, caf::get_atom::value);
+    });
   }
 
   /// The owning actor, for requests from other actors.
@@ -161,7 +165,7 @@ public:
   }
 
 private:
-  caf::actor_system& sys_;
+  caller_pool callers_;
   caf::actor actor_;
 };
 
