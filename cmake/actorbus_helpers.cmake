@@ -81,8 +81,11 @@ endfunction()
 # Runs a sample with small inputs; every EXPECT regex must match its output.
 function(actorbus_add_sample_test name)
   cmake_parse_arguments(arg "" "TIMEOUT" "COMMAND;EXPECT" ${ARGN})
+  # The regexes travel as one argument joined by "@@"; a plain CMake list
+  # would be split into separate arguments and all but the first ignored.
+  list(JOIN arg_EXPECT "@@" expect_joined)
   add_test(NAME sample.${name}
-           COMMAND ${CMAKE_COMMAND} -DEXPECT=${arg_EXPECT}
+           COMMAND ${CMAKE_COMMAND} "-DEXPECT=${expect_joined}"
                    -P ${PROJECT_SOURCE_DIR}/cmake/run_and_check.cmake -- ${arg_COMMAND})
   if(NOT arg_TIMEOUT)
     set(arg_TIMEOUT 120)

@@ -1,4 +1,4 @@
-# cmake -DEXPECT="re1;re2" -P run_and_check.cmake -- <command> [args...]
+# cmake -DEXPECT="re1@@re2" -P run_and_check.cmake -- <command> [args...]
 # Runs the command, fails when it exits non-zero or when any regex in EXPECT
 # does not match its combined output. Used to run every sample as a test.
 set(cmd)
@@ -17,8 +17,12 @@ message("${out}${err}")
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "command exited with '${rc}'")
 endif()
-foreach(re IN LISTS EXPECT)
+string(REPLACE "@@" ";" expect_list "${EXPECT}")
+set(checked 0)
+foreach(re IN LISTS expect_list)
+  math(EXPR checked "${checked} + 1")
   if(NOT "${out}${err}" MATCHES "${re}")
     message(FATAL_ERROR "output does not match '${re}'")
   endif()
 endforeach()
+message("run_and_check: ${checked} expectation(s) met")
