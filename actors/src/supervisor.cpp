@@ -407,11 +407,14 @@ caf::expected<caf::actor> spawn_supervisor(caf::actor_system& sys,
                                            supervisor_config cfg) {
   if (auto err = validate(cfg))
     return err;
+  // The configuration is a spawn argument: CAF 0.17 trips UBSan on
+  // function actors spawned without any.
   return sys.spawn(
-      [cfg = std::move(cfg)](caf::event_based_actor* self) mutable {
-        auto impl = std::make_shared<supervisor_impl>(self, std::move(cfg));
+      [](caf::event_based_actor* self, supervisor_config c) {
+        auto impl = std::make_shared<supervisor_impl>(self, std::move(c));
         return impl->make_behavior();
-      });
+      },
+      std::move(cfg));
 }
 
 } // namespace actorbus::actors

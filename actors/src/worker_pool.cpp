@@ -44,8 +44,13 @@ public:
 
   void start() {
     auto self = shared_from_this();
+    // Captures travel as spawn arguments: CAF 0.17 trips UBSan on function
+    // actors spawned without any.
     supervisor_ = sys_.spawn(
-        [self](caf::event_based_actor* sup) { return supervise(self, sup); });
+        [](caf::event_based_actor* sup, std::shared_ptr<pool_core> core) {
+          return supervise(core, sup);
+        },
+        self);
   }
 
   // -- submitting ------------------------------------------------------------
@@ -303,7 +308,10 @@ private:
   void spawn_worker(caf::event_based_actor* sup) {
     auto self = shared_from_this();
     auto w = sup->system().spawn<caf::detached>(
-        [self](caf::event_based_actor* me) { return work(self, me); });
+        [](caf::event_based_actor* me, std::shared_ptr<pool_core> core) {
+          return work(core, me);
+        },
+        self);
     sup->monitor(w);
     {
       std::lock_guard<std::mutex> guard{mtx_};

@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-caf::behavior fetcher(caf::event_based_actor* self) {
-  return {[self](const std::string& url) -> caf::result<std::string> {
+caf::behavior fetcher(caf::event_based_actor* self, caf::timespan delay) {
+  return {[self, delay](const std::string& url) -> caf::result<std::string> {
     // Simulated network delay on the actor clock: no thread sleeps.
     auto rp = self->make_response_promise<std::string>();
-    self->delayed_send(self, std::chrono::milliseconds(50), url, uint64_t{0});
+    self->delayed_send(self, delay, url, uint64_t{0});
     self->become(caf::keep_behavior,
                  [self, rp](const std::string& u, uint64_t) mutable {
                    rp.deliver("Data from " + u);
@@ -33,14 +33,14 @@ caf::behavior fetcher(caf::event_based_actor* self) {
 
 // Gathers: asks one fetcher per URL at once, answers with all results in
 // input order (or the first error).
-caf::behavior gatherer(caf::event_based_actor* self) {
-  return {[self](std::vector<std::string> urls)
+caf::behavior gatherer(caf::event_based_actor* self, caf::timespan delay) {
+  return {[self, delay](std::vector<std::string> urls)
               -> caf::result<std::vector<std::string>> {
     auto rp = self->make_response_promise<std::vector<std::string>>();
     auto results = std::make_shared<std::vector<std::string>>(urls.size());
     auto pending = std::make_shared<size_t>(urls.size());
     for (size_t i = 0; i < urls.size(); ++i) {
-      auto f = self->spawn(fetcher);
+      auto f = self->spawn(fetcher, delay);
       self->request(f, std::chrono::seconds(5), urls[i])
           .then(
               [=](std::string& data) mutable {
@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> urls;
   for (int i = 0; i < n; ++i)
     urls.push_back("http://example.com/" + std::to_string(i));
-  auto g = sys.spawn(gatherer);
+  auto g = sys.spawn(gatherer, caf::timespan{std::chrono::milliseconds(50)});
   auto start = std::chrono::steady_clock::now();
   auto res = actorbus::runtime::call<std::vector<std::string>>(
       sys, g, std::chrono::seconds(10), urls);

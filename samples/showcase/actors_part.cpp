@@ -23,13 +23,13 @@ namespace {
 
 using namespace actorbus::actors;
 
-caf::behavior doubler(caf::event_based_actor* self) {
-  return {[self](int x) -> caf::result<int> {
+caf::behavior doubler(caf::event_based_actor* self, int factor) {
+  return {[self, factor](int x) -> caf::result<int> {
     if (x < 0) {
       self->quit(caf::make_error(caf::sec::runtime_error, "negative"));
       return caf::make_error(caf::sec::runtime_error, "negative");
     }
-    return 2 * x;
+    return factor * x;
   }};
 }
 
@@ -62,7 +62,8 @@ int run(actorbus::runtime::runtime& rt) {
              sum, st.crashes, st.retried, st.workers);
   supervisor_config cfg;
   cfg.children.push_back({.id = "doubler", .start = [](caf::actor_system& s) {
-                            return caf::expected<caf::actor>{s.spawn(doubler)};
+                            return caf::expected<caf::actor>{
+                                s.spawn(doubler, 2)};
                           }});
   auto sup = spawn_supervisor(sys, std::move(cfg));
   if (!sup)

@@ -41,15 +41,17 @@ protected:
   /// Starts a client actor that sends `x` to `dest` under `sut` and stores
   /// the outcome in `outcome`.
   void start_client(caf::actor dest, int x) {
-    client = sys.spawn([this, dest, x](caf::event_based_actor* self) {
-      retry_request<int>(
-          self, dest, sut, 1s,
-          [this](caf::expected<int> r) {
-            ++done_calls;
-            outcome = std::move(r);
-          },
-          x);
-    });
+    client = sys.spawn(
+        [this, dest](caf::event_based_actor* self, int x) {
+          retry_request<int>(
+              self, dest, sut, 1s,
+              [this](caf::expected<int> r) {
+                ++done_calls;
+                outcome = std::move(r);
+              },
+              x);
+        },
+        x);
   }
 
   retry_policy sut;

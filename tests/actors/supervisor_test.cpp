@@ -77,26 +77,29 @@ protected:
     sut = *res;
     auto reason = down_reason;
     auto done = stopped;
-    observer =
-        sys.spawn([reason, done, who = sut](caf::event_based_actor* self) {
+    observer = sys.spawn(
+        [reason, done](caf::event_based_actor* self, caf::actor who) {
           self->monitor(who);
           self->set_down_handler([=](caf::down_msg& dm) {
             *reason = dm.reason;
             *done = true;
           });
           return caf::behavior{[](int) {}};
-        });
+        },
+        sut);
     run();
   }
 
   template <class T, class... Ts>
   std::optional<T> ask(Ts... xs) {
     auto out = std::make_shared<std::optional<T>>();
-    auto client = sys.spawn([=, dest = sut](caf::event_based_actor* self) {
-      self->request(dest, caf::infinite, xs...).then([=](T& x) {
-        *out = std::move(x);
-      });
-    });
+    auto client = sys.spawn(
+        [out, xs...](caf::event_based_actor* self, caf::actor dest) {
+          self->request(dest, caf::infinite, xs...).then([out](T& x) {
+            *out = std::move(x);
+          });
+        },
+        sut);
     run();
     return *out;
   }
@@ -270,10 +273,12 @@ TEST_F(supervisor_test,
   start(std::move(cfg));
   log->clear();
   auto replied = std::make_shared<bool>(false);
-  sys.spawn([replied, dest = sut](caf::event_based_actor* self) {
-    self->request(dest, caf::infinite, stop_atom::value)
-        .then([replied](caf::ok_atom) { *replied = true; });
-  });
+  sys.spawn(
+      [replied](caf::event_based_actor* self, caf::actor dest) {
+        self->request(dest, caf::infinite, stop_atom::value)
+            .then([replied](caf::ok_atom) { *replied = true; });
+      },
+      sut);
   run();
   EXPECT_EQ(*log, (std::vector<std::string>{"stop:c", "ignore:b"}));
   run_after(1s - 1ns);

@@ -295,11 +295,14 @@ TEST_F(worker_pool_test, a_killed_worker_is_replaced) {
 TEST_F(worker_pool_test, an_actor_answers_a_request_with_a_task_result) {
   start({.workers = 2});
   auto& pool = *sut;
-  auto squarer = sys.spawn([&pool](caf::event_based_actor* self) {
-    return caf::behavior{[self, &pool](int x) {
-      return pool.submit([x] { return x * x; }).respond(self);
-    }};
-  });
+  auto squarer = sys.spawn(
+      [&pool](caf::event_based_actor* self, int power) {
+        return caf::behavior{[self, &pool, power](int x) {
+          return pool.submit([x, power] { return power == 2 ? x * x : x; })
+              .respond(self);
+        }};
+      },
+      2);
   auto r = actorbus::runtime::call<int>(sys, squarer, long_wait, 12);
   ASSERT_TRUE(r) << sys.render(r.error());
   EXPECT_EQ(*r, 144);

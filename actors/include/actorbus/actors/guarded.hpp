@@ -57,9 +57,11 @@ public:
   explicit guarded(caf::actor_system& sys, T initial = T{})
       : callers_(sys) {
     auto value = std::make_shared<T>(std::move(initial));
-    actor_ = sys.spawn([value](caf::event_based_actor*) -> caf::behavior {
-      return {[value](detail::guarded_op& op) { return op.run(value.get()); }};
-    });
+    actor_ = sys.spawn(
+        [](caf::event_based_actor*, std::shared_ptr<T> v) -> caf::behavior {
+          return {[v](detail::guarded_op& op) { return op.run(v.get()); }};
+        },
+        value);
   }
 
   ~guarded() {

@@ -173,9 +173,11 @@ void retry_request(Self* self, caf::actor dest, retry_policy policy,
     on_done(caf::expected<T>{std::move(err)});
     return;
   }
+  // Everything goes in as spawn arguments: CAF 0.17 trips UBSan on function
+  // actors spawned without any.
   auto helper = self->system().spawn(
-      [dest, policy, per_try, request = caf::make_message(std::move(xs)...)](
-          caf::event_based_actor* h) mutable -> caf::behavior {
+      [](caf::event_based_actor* h, caf::actor dest, retry_policy policy,
+         caf::timespan per_try, caf::message request) -> caf::behavior {
         struct state {
           std::size_t made = 0;
           caf::actor_clock::time_point start;
@@ -208,7 +210,8 @@ void retry_request(Self* self, caf::actor dest, retry_policy policy,
                 attempt();
             },
         };
-      });
+      },
+      dest, policy, per_try, caf::make_message(std::move(xs)...));
   self->request(helper, caf::infinite, caf::get_atom::value)
       .then(
           [on_done, helper](T& x) mutable {
