@@ -34,35 +34,20 @@ runtime_config::runtime_config() {
 
 runtime_config& runtime_config::use(scheduler_profile profile) {
   using std::chrono::microseconds;
-  switch (profile) {
-  case scheduler_profile::responsive:
-    // Spin briefly (a few µs) for work, then go straight to the relaxed
-    // phase, where a worker blocks on a condition variable that
-    // external_enqueue() signals. CAF's moderate phase instead sleeps in
-    // 50 µs steps that no enqueue can interrupt, which is what made a
-    // request from a non-actor thread cost ~80 µs on 2 cores.
-    set("work-stealing.aggressive-poll-attempts", size_t{100});
-    set("work-stealing.aggressive-steal-interval", size_t{10});
-    set("work-stealing.moderate-poll-attempts", size_t{0});
-    set("work-stealing.moderate-steal-interval", size_t{5});
-    set("work-stealing.moderate-sleep-duration",
-        caf::timespan{microseconds(50)});
-    set("work-stealing.relaxed-steal-interval", size_t{1});
-    set("work-stealing.relaxed-sleep-duration",
-        caf::timespan{std::chrono::milliseconds(10)});
-    break;
-  case scheduler_profile::stock:
-    set("work-stealing.aggressive-poll-attempts", size_t{100});
-    set("work-stealing.aggressive-steal-interval", size_t{10});
-    set("work-stealing.moderate-poll-attempts", size_t{500});
-    set("work-stealing.moderate-steal-interval", size_t{5});
-    set("work-stealing.moderate-sleep-duration",
-        caf::timespan{microseconds(50)});
-    set("work-stealing.relaxed-steal-interval", size_t{1});
-    set("work-stealing.relaxed-sleep-duration",
-        caf::timespan{std::chrono::milliseconds(10)});
-    break;
-  }
+  using std::chrono::milliseconds;
+  // Both profiles spin briefly for work. `responsive` then goes straight to
+  // the relaxed phase, where a worker blocks on a condition variable that
+  // external_enqueue() signals. CAF's moderate phase (stock: 500 attempts)
+  // instead sleeps in 50 µs steps that no enqueue can interrupt, which is
+  // what made a request from a non-actor thread cost ~80 µs on 2 cores.
+  size_t moderate_attempts = profile == scheduler_profile::responsive ? 0 : 500;
+  set("work-stealing.aggressive-poll-attempts", size_t{100});
+  set("work-stealing.aggressive-steal-interval", size_t{10});
+  set("work-stealing.moderate-poll-attempts", moderate_attempts);
+  set("work-stealing.moderate-steal-interval", size_t{5});
+  set("work-stealing.moderate-sleep-duration", caf::timespan{microseconds(50)});
+  set("work-stealing.relaxed-steal-interval", size_t{1});
+  set("work-stealing.relaxed-sleep-duration", caf::timespan{milliseconds(10)});
   return *this;
 }
 

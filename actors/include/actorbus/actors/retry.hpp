@@ -141,19 +141,8 @@ caf::expected<T> retry_call(caf::actor_system& sys, const caf::actor& dest,
   auto request = caf::make_message(xs...);
   runtime::caller caller{sys};
   return retry_invoke(policy, [&]() -> caf::expected<T> {
-    auto reply = caller.call_impl(caf::actor_cast<caf::strong_actor_ptr>(dest),
-                                  request, per_try);
-    if (!reply)
-      return std::move(reply.error());
-    if constexpr (std::is_void_v<T>) {
-      if (reply->empty())
-        return caf::unit;
-    } else {
-      if (reply->template match_elements<T>())
-        return std::move(reply->template get_mutable_as<T>(0));
-    }
-    return caf::make_error(caf::sec::unexpected_response,
-                           "retry_call: reply has an unexpected type");
+    return runtime::reply_as<T>(caller.call_impl(
+        caf::actor_cast<caf::strong_actor_ptr>(dest), request, per_try));
   });
 }
 

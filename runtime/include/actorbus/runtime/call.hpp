@@ -45,21 +45,7 @@ public:
   /// invalid handle, `caf::sec::request_receiver_down` for a dead receiver,
   /// `caf::sec::unexpected_response` for a reply of another type.
   template <class T, class Handle, class... Ts>
-  caf::expected<T> call(const Handle& dest, caf::timespan timeout, Ts&&... xs) {
-    auto reply = call_impl(caf::actor_cast<caf::strong_actor_ptr>(dest),
-                           caf::make_message(std::forward<Ts>(xs)...), timeout);
-    if (!reply)
-      return std::move(reply.error());
-    if constexpr (std::is_void_v<T>) {
-      if (reply->empty())
-        return caf::unit;
-    } else {
-      if (reply->template match_elements<T>())
-        return std::move(reply->template get_mutable_as<T>(0));
-    }
-    return caf::make_error(caf::sec::unexpected_response,
-                           "call: reply has an unexpected type");
-  }
+  caf::expected<T> call(const Handle& dest, caf::timespan timeout, Ts&&... xs);
 
   /// Untyped form: the reply message, or the error.
   caf::expected<caf::message> call_impl(const caf::strong_actor_ptr& dest,
@@ -70,6 +56,31 @@ private:
   struct endpoint;
   std::shared_ptr<endpoint> ep_;
 };
+
+/// Converts an untyped reply to `T` (void: an empty reply). A reply of
+/// another type is `caf::sec::unexpected_response`.
+template <class T>
+caf::expected<T> reply_as(caf::expected<caf::message> reply) {
+  if (!reply)
+    return std::move(reply.error());
+  if constexpr (std::is_void_v<T>) {
+    if (reply->empty())
+      return caf::unit;
+  } else {
+    if (reply->template match_elements<T>())
+      return std::move(reply->template get_mutable_as<T>(0));
+  }
+  return caf::make_error(caf::sec::unexpected_response,
+                         "reply has an unexpected type");
+}
+
+template <class T, class Handle, class... Ts>
+caf::expected<T> caller::call(const Handle& dest, caf::timespan timeout,
+                              Ts&&... xs) {
+  return reply_as<T>(call_impl(caf::actor_cast<caf::strong_actor_ptr>(dest),
+                               caf::make_message(std::forward<Ts>(xs)...),
+                               timeout));
+}
 
 /// One-shot form of `caller::call` (creates a caller for this call).
 template <class T, class Handle, class... Ts>
