@@ -134,9 +134,9 @@ def fmt(v):
     return f"{v:.3g}" if abs(v) < 100 else f"{v:,.1f}"
 
 
-def write_md(records, rows, targets, path):
+def write_md(records, rows, targets, path, run_at):
     lines = ["# Benchmark results", "",
-             f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"Run on {run_at}, "
              f"{os.cpu_count()} cores, by `./dev bench`. Every ratio compares "
              "measurements taken in this same run; a ratio above 1 means "
              "actorbus is better (faster or lower latency).", "",
@@ -179,7 +179,8 @@ def plot(rows, path):
         return
     if not rows:
         return
-    labels = [f"{r['group']} {r['metric']}\nvs {r['peer']}" for r in rows]
+    labels = [f"{r['group']} {r['metric']}\n{r['ours']} vs {r['peer']}"
+              for r in rows]
     ratios = [r["ratio"] for r in rows]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
     colors = ["#2a9d8f" if x >= 1 else "#e76f51" for x in ratios]
@@ -199,8 +200,19 @@ def main():
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--only", help="substring of bench binaries/peers to run")
     ap.add_argument("--filter", help="Google Benchmark filter")
+    ap.add_argument("--from-json", action="store_true",
+                    help="rewrite results.md/png from results.json, no runs")
     args = ap.parse_args()
     records = []
+    run_at = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    if args.from_json:
+        path = os.path.join(HERE, "results.json")
+        with open(path) as f:
+            saved = json.load(f)
+        records = saved["records"]
+        run_at = saved.get("run_at") or time.strftime(
+            '%Y-%m-%d %H:%M UTC', time.gmtime(os.path.getmtime(path)))
+        args.only = "\0"  # run nothing
     for exe in sorted(glob.glob(os.path.join(args.build, "bench", "bench_*"))):
         if exe.endswith(".json") or (args.only and args.only not in exe):
             continue
@@ -214,9 +226,9 @@ def main():
     rows = compare(records)
     targets = check_targets(records, rows)
     with open(os.path.join(HERE, "results.json"), "w") as f:
-        json.dump({"records": records, "ratios": rows, "targets": targets},
-                  f, indent=1)
-    write_md(records, rows, targets, os.path.join(HERE, "results.md"))
+        json.dump({"run_at": run_at, "records": records, "ratios": rows,
+                   "targets": targets}, f, indent=1)
+    write_md(records, rows, targets, os.path.join(HERE, "results.md"), run_at)
     plot(rows, os.path.join(HERE, "results.png"))
     for r in rows:
         progress(f"{r['group']}: {r['ours']} vs {r['peer']} {r['metric']}: "
