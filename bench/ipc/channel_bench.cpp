@@ -146,6 +146,10 @@ public:
         bip::create_only, down_name_.c_str(), 1024, max_size);
     up_ = std::make_unique<bip::message_queue>(
         bip::create_only, up_name_.c_str(), 1024, max_size);
+    // The child inherits the mappings through fork(), so the names can go
+    // now: nothing is left in /dev/shm even if the benchmark never returns.
+    bip::message_queue::remove(down_name_.c_str());
+    bip::message_queue::remove(up_name_.c_str());
     tx_ = down_.get();
     rx_ = up_.get();
   }
