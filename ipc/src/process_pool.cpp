@@ -1,11 +1,20 @@
 #include "actorbus/ipc/process_pool.hpp"
 
+#include "actorbus/actors/supervisor.hpp"
+#include "actorbus/ipc/process.hpp"
+
+#include <caf/actor_cast.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
 #include <atomic>
 #include <condition_variable>
-#include <csignal>
 #include <deque>
 #include <optional>
-#include <sys/wait.h>
+#include <string>
 #include <thread>
 #include <unistd.h>
 
@@ -14,44 +23,29 @@ namespace actorbus::ipc::detail {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Reaps `pid`, killing it if it has not exited within `grace`.
-void reap(pid_t pid, std::chrono::milliseconds grace) {
-  if (pid <= 0)
-    return;
-  auto deadline = std::chrono::steady_clock::now() + grace;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-}
+using clock_type = std::chrono::steady_clock;
 
 // The worker process: answers task frames until told to stop (an empty
-// frame) or until the pool's process is gone.
-[[noreturn]] void worker_main(const std::string& name,
-                              const pool_core::worker_fn& fn) {
+// frame) or until the pool's process is gone; exits 0 then, so that its
+// supervisor (transient restart) lets it go.
+int worker_main(const std::string& name, const pool_core::worker_fn& fn) {
   auto ch = channel::open(name, 5s);
   if (!ch)
-    ::_exit(10);
+    return 10;
   std::vector<std::byte> in;
   std::vector<std::byte> out;
   for (;;) {
     if (auto err = ch->receive(in, 1s)) {
       if (err == errc::timeout)
         continue;
-      ::_exit(0); // the pool closed or died
+      return 0; // the pool closed or died
     }
     if (in.empty())
-      ::_exit(0);
+      return 0;
     out.clear();
     fn(in, out);
     if (ch->send(out, 60s))
-      ::_exit(0);
+      return 0;
   }
 }
 
@@ -60,70 +54,147 @@ struct job {
   std::function<void(caf::expected<std::vector<std::byte>>)> done;
 };
 
+// Fails every job in `jobs` with `err`.
+void fail_all(std::deque<job>& jobs, const caf::error& err) {
+  for (auto& j : jobs)
+    j.done(err);
+  jobs.clear();
+}
+
+// A year stands for "the pool's life" in the supervisor's intensity window.
+constexpr auto forever = std::chrono::hours(24 * 365);
+
 } // namespace
 
 struct pool_core::impl {
+  // A worker's place: the supervisor's start function puts the channel of
+  // each new worker process here; the slot's driver thread takes it.
+  struct slot {
+    std::optional<channel> fresh;
+    caf::actor process;
+    std::atomic<pid_t> pid{0};
+    size_t starts = 0;
+  };
+
   worker_fn fn;
   process_pool_options opts;
-  std::mutex mx;
+  std::mutex mx; // guards everything below but the atomics
   std::condition_variable cv;
   std::deque<job> queue;
   bool stopping = false;
+  caf::error gave_up;
+  std::vector<slot> slots;
   std::atomic<size_t> restarts{0};
   std::atomic<uint64_t> counter{0};
   std::vector<std::thread> drivers;
-  std::vector<std::atomic<pid_t>> pids;
-  // Backoff state, shared by all drivers.
-  std::chrono::steady_clock::time_point last_restart{};
-  std::chrono::milliseconds next_delay{0};
+  caf::actor_system_config cfg;
+  std::optional<caf::actor_system> sys;
+  caf::actor sup;
 
   explicit impl(worker_fn f, process_pool_options o)
       : fn(std::move(f))
       , opts(o)
-      , pids(o.workers) {}
+      , slots(o.workers) {
+    // The supervisor and the process actors need little: one thread.
+    cfg.set("scheduler.max-threads", size_t{1});
+    cfg.set("logger.verbosity", caf::atom("quiet"));
+  }
 
-  // Creates the channel and forks a worker; the channel's owner stays here.
-  caf::expected<channel> spawn(size_t k, pid_t& pid) {
+  // The supervisor's start function of worker k: a new channel, and a
+  // forked process that opens it.
+  caf::expected<caf::actor> start_worker(caf::actor_system& sys, size_t k) {
     auto name = "actorbus-pool-" + std::to_string(::getpid()) + "-" +
                 std::to_string(k) + "-" + std::to_string(++counter);
     auto ch = channel::create(name, opts.channel);
     if (!ch)
-      return ch;
-    pid = ::fork();
-    if (pid < 0)
-      return make_error(errc::system_error, "fork failed");
-    if (pid == 0)
-      worker_main(name, fn);
-    pids[k] = pid;
-    return ch;
+      return std::move(ch.error());
+    auto spec = forked_process([name, f = fn] { return worker_main(name, f); });
+    spec.kill_timeout = 1s;
+    auto proc = launch_process(sys, std::move(spec));
+    if (!proc)
+      return std::move(proc.error());
+    {
+      std::lock_guard guard{mx};
+      auto& s = slots[k];
+      if (s.starts++ > 0)
+        ++restarts;
+      s.fresh.emplace(std::move(*ch));
+      s.process = proc->actor;
+      s.pid = proc->pid;
+    }
+    cv.notify_all();
+    return std::move(proc->actor);
   }
 
-  // Waits before a restart, doubling the delay for restarts in a burst.
-  std::chrono::milliseconds backoff() {
-    std::lock_guard guard{mx};
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_restart > 1s)
-      next_delay = opts.restart_delay;
-    else
-      next_delay = std::min(std::max(next_delay * 2, opts.restart_delay),
-                            opts.max_restart_delay);
-    last_restart = now;
-    return next_delay;
+  caf::error start_supervisor() {
+    actors::supervisor_config sc;
+    sc.strategy = actors::restart_strategy::one_for_one;
+    sc.max_restarts = opts.max_restarts;
+    sc.period = opts.restart_period.count() > 0
+                    ? caf::timespan{opts.restart_period}
+                    : caf::timespan{forever};
+    sc.backoff.min = opts.restart_delay;
+    sc.backoff.max = std::max(opts.max_restart_delay, opts.restart_delay);
+    sc.backoff.reset_after = 1s;
+    for (size_t k = 0; k < slots.size(); ++k) {
+      actors::child_spec child;
+      child.id = "worker-" + std::to_string(k);
+      // Workers exit 0 only when the pool tells them to stop.
+      child.restart = actors::restart_type::transient;
+      child.shutdown_timeout = 2s;
+      child.start = [this, k](caf::actor_system& sys) {
+        return start_worker(sys, k);
+      };
+      sc.children.push_back(std::move(child));
+    }
+    auto res = actors::spawn_supervisor(*sys, std::move(sc));
+    if (!res)
+      return std::move(res.error());
+    sup = std::move(*res);
+    caf::actor_cast<caf::abstract_actor*>(sup)->attach_functor(
+        [this](const caf::error& reason) {
+          std::lock_guard guard{mx};
+          if (!stopping)
+            gave_up = make_error(errc::peer_dead,
+                                 "process pool gave up after " +
+                                     std::to_string(restarts.load()) +
+                                     " restarts: " + describe(reason));
+          cv.notify_all();
+        });
+    return caf::none;
   }
 
-  // Fails every job in `jobs` with `err`.
-  static void fail_all(std::deque<job>& jobs, const caf::error& err) {
-    for (auto& j : jobs)
-      j.done(err);
-    jobs.clear();
+  // Takes the slot's newest worker channel, waiting while the supervisor
+  // restarts it. Returns false if the pool gave up or stops.
+  bool await_worker(std::unique_lock<std::mutex>& guard, size_t k,
+                    std::optional<channel>& ch, pid_t& pid) {
+    auto& s = slots[k];
+    cv.wait(guard, [&] { return s.fresh || gave_up || stopping; });
+    if (!s.fresh)
+      return false;
+    ch = std::move(s.fresh);
+    s.fresh.reset();
+    pid = s.pid;
+    return true;
   }
 
-  // Feeds worker k: up to `prefetch` tasks in flight on its channel (so the
-  // worker never idles waiting for the next one), results in FIFO order.
-  void drive(size_t k, std::optional<channel> ch, pid_t pid) {
+  // How many tasks worker k should have in flight: one while tasks are
+  // long (or their length is still unknown), `prefetch` for short ones.
+  size_t window(clock_type::duration typical) const {
+    if (typical == clock_type::duration::zero() || typical > opts.long_task)
+      return 1;
+    return opts.prefetch;
+  }
+
+  // Feeds worker k: tasks in flight on its channel, results in FIFO order.
+  void drive(size_t k) {
+    std::optional<channel> ch;
+    pid_t pid = 0;
     std::vector<std::byte> result;
-    std::deque<job> inflight; // sent to the current worker, oldest first
-    std::deque<job> fresh;    // taken from the queue, not yet sent
+    std::deque<job> inflight;        // sent to the current worker, oldest first
+    std::deque<job> fresh;           // taken from the queue, not yet sent
+    clock_type::duration typical{0}; // smoothed time per task
+    auto last = clock_type::now();
     for (;;) {
       {
         std::unique_lock guard{mx};
@@ -131,34 +202,26 @@ struct pool_core::impl {
           cv.wait(guard, [&] { return stopping || !queue.empty(); });
         if (stopping && queue.empty() && inflight.empty())
           break;
+        auto room = window(typical);
+        room -= std::min(room, inflight.size());
         // Take a fair share so that long tasks spread over all workers.
-        auto share = std::max<size_t>(1, queue.size() / pids.size());
-        auto room = opts.prefetch - std::min(opts.prefetch, inflight.size());
+        auto share = std::max<size_t>(1, queue.size() / slots.size());
         for (auto n = std::min(share, room); n > 0 && !queue.empty(); --n) {
           fresh.push_back(std::move(queue.front()));
           queue.pop_front();
         }
-      }
-      if (!ch) {
-        if (restarts >= opts.max_restarts) {
+        if (!ch && !await_worker(guard, k, ch, pid)) {
           auto err =
-              make_error(errc::peer_dead, "process pool gave up after " +
-                                              std::to_string(restarts.load()) +
-                                              " restarts");
+              gave_up ? gave_up : make_error(errc::peer_closed, "pool stopped");
+          guard.unlock();
           fail_all(inflight, err);
           fail_all(fresh, err);
           continue;
         }
-        std::this_thread::sleep_for(backoff());
-        ++restarts;
-        auto spawned = spawn(k, pid);
-        if (!spawned) {
-          fail_all(fresh, spawned.error());
-          continue;
-        }
-        ch.emplace(std::move(*spawned));
       }
       caf::error err;
+      if (inflight.empty())
+        last = clock_type::now();
       while (!err && !fresh.empty()) {
         err = ch->send(fresh.front().arg, opts.task_timeout);
         if (!err) {
@@ -170,17 +233,22 @@ struct pool_core::impl {
         err = ch->receive(result, opts.task_timeout);
       if (!err) {
         if (!inflight.empty()) {
+          auto now = clock_type::now();
+          auto took = now - last;
+          last = now;
+          typical = typical == clock_type::duration::zero()
+                        ? took
+                        : (typical * 3 + took) / 4;
           inflight.front().done(std::move(result));
           inflight.pop_front();
           result = {};
         }
         continue;
       }
-      // The worker is dead, stuck or out of protocol: replace it.
-      ::kill(pid, SIGKILL);
+      // The worker is dead, stuck or out of protocol: have the supervisor
+      // replace it (killing the process actor kills and reaps the process).
+      replace_worker(k, pid);
       ch.reset();
-      reap(pid, 1s);
-      pids[k] = 0;
       if (err != errc::peer_dead && err != errc::peer_closed &&
           !inflight.empty()) {
         // The oldest task overran its time (or broke the protocol).
@@ -199,11 +267,34 @@ struct pool_core::impl {
       }
       cv.notify_all();
     }
-    if (ch) {
+    if (ch)
       (void)ch->send({}, 100ms); // the STOP message
-      ch.reset();
-      reap(pid, 1s);
+  }
+
+  // Kills the process actor of worker k if it still runs process `pid`.
+  void replace_worker(size_t k, pid_t pid) {
+    caf::actor victim;
+    {
+      std::lock_guard guard{mx};
+      if (slots[k].pid == pid)
+        victim = slots[k].process;
     }
+    if (victim)
+      caf::anon_send_exit(victim, caf::exit_reason::kill);
+  }
+
+  // Stops the supervisor (and with it every process actor), bounded.
+  void stop_supervisor() {
+    if (!sup)
+      return;
+    caf::scoped_actor self{*sys};
+    self->monitor(sup);
+    self->send_exit(sup, caf::exit_reason::user_shutdown);
+    self->receive([](const caf::down_msg&) {},
+                  caf::after(std::chrono::seconds(10)) >> [] {});
+    sup = nullptr;
+    for (auto& s : slots)
+      s.process = nullptr;
   }
 };
 
@@ -222,37 +313,48 @@ pool_core::~pool_core() {
   impl_->cv.notify_all();
   for (auto& t : impl_->drivers)
     t.join();
+  impl_->stop_supervisor();
 }
 
 caf::error pool_core::start() {
-  // Fork every worker before the first driver thread exists.
-  std::vector<std::pair<channel, pid_t>> started;
-  for (size_t k = 0; k < impl_->opts.workers; ++k) {
-    pid_t pid = 0;
-    auto ch = impl_->spawn(k, pid);
-    if (!ch) {
-      for (auto& [c, p] : started) {
-        c.close();
-        reap(p, 1s);
-      }
-      return std::move(ch.error());
+  impl_->sys.emplace(impl_->cfg);
+  if (auto err = impl_->start_supervisor())
+    return err;
+  // The supervisor starts the workers in order; wait (bounded) for all.
+  {
+    std::unique_lock guard{impl_->mx};
+    auto all_up = [&] {
+      for (auto& s : impl_->slots)
+        if (s.starts == 0)
+          return false;
+      return true;
+    };
+    if (!impl_->cv.wait_for(guard, 30s,
+                            [&] { return all_up() || impl_->gave_up; })) {
+      guard.unlock();
+      impl_->stop_supervisor();
+      return make_error(errc::timeout, "process pool workers did not start");
     }
-    started.emplace_back(std::move(*ch), pid);
+    if (impl_->gave_up) {
+      auto err = impl_->gave_up;
+      guard.unlock();
+      impl_->stop_supervisor();
+      return err;
+    }
   }
-  for (size_t k = 0; k < started.size(); ++k) {
-    auto pid = started[k].second;
-    impl_->drivers.emplace_back([this, k, pid,
-                                 ch = std::make_shared<channel>(
-                                     std::move(started[k].first))]() mutable {
-      impl_->drive(k, std::optional<channel>{std::move(*ch)}, pid);
-    });
-  }
+  for (size_t k = 0; k < impl_->slots.size(); ++k)
+    impl_->drivers.emplace_back([this, k] { impl_->drive(k); });
   return caf::none;
 }
 
 void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
   if (tasks.empty())
     return;
+  if (impl_->drivers.empty()) { // start() failed: fail rather than hang
+    for (size_t i = 0; i < tasks.size(); ++i)
+      done(i, make_error(errc::peer_dead, "process pool did not start"));
+    return;
+  }
   std::mutex done_mx;
   std::condition_variable done_cv;
   size_t remaining = tasks.size();
@@ -275,7 +377,7 @@ void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
 }
 
 size_t pool_core::size() const noexcept {
-  return impl_->opts.workers;
+  return impl_->slots.size();
 }
 
 size_t pool_core::restarts() const noexcept {
@@ -284,8 +386,8 @@ size_t pool_core::restarts() const noexcept {
 
 std::vector<pid_t> pool_core::worker_pids() const {
   std::vector<pid_t> result;
-  for (auto& p : impl_->pids)
-    result.push_back(p.load());
+  for (auto& s : impl_->slots)
+    result.push_back(s.pid.load());
   return result;
 }
 

@@ -141,3 +141,64 @@ TEST_F(process_pool_test,
   EXPECT_EQ(again->front(), 42);
   EXPECT_EQ(sut.restarts(), 1u);
 }
+
+namespace {
+
+// Takes its worker down with it.
+int64_t crashing_task(int64_t) {
+  ::_exit(9);
+}
+
+} // namespace
+
+TEST_F(process_pool_test, workers_dying_too_often_make_the_pool_give_up) {
+  auto opts = with_workers(1);
+  opts.max_restarts = 2;
+  opts.restart_period = 30s;
+  process_pool<int64_t, int64_t> sut{crashing_task, opts};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto res = sut.map({1});
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), errc::peer_dead) << describe(res.error());
+  EXPECT_NE(describe(res.error()).find("gave up"), std::string::npos)
+      << describe(res.error());
+  EXPECT_EQ(sut.restarts(), 2u);
+  // Later tasks fail at once instead of waiting for a worker.
+  auto again = sut.map({2, 3});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error(), errc::peer_dead);
+}
+
+TEST_F(process_pool_test, restarts_back_off_between_crashes) {
+  auto opts = with_workers(1);
+  opts.max_restarts = 3;
+  opts.restart_period = 30s;
+  opts.restart_delay = 100ms;
+  opts.max_restart_delay = 1s;
+  process_pool<int64_t, int64_t> sut{crashing_task, opts};
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = sut.map({1});
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(res);
+  // Three restarts waited 100 + 200 + 400 ms before the pool gave up.
+  EXPECT_GE(took, 700ms);
+  EXPECT_LE(took, 10s);
+  EXPECT_EQ(sut.restarts(), 3u);
+}
+
+TEST_F(process_pool_test, destroying_the_pool_stops_and_reaps_every_worker) {
+  std::vector<pid_t> pids;
+  {
+    process_pool<int64_t, int64_t> sut{cpu_bound_task, with_workers(3)};
+    ASSERT_FALSE(sut.start_error());
+    ASSERT_TRUE(sut.map({1, 2, 3}));
+    pids = sut.worker_pids();
+  }
+  ASSERT_EQ(pids.size(), 3u);
+  for (auto pid : pids) {
+    ASSERT_GT(pid, 0);
+    // A zombie would still answer kill(pid, 0).
+    EXPECT_NE(::kill(pid, 0), 0) << "worker " << pid << " left behind";
+    EXPECT_EQ(errno, ESRCH);
+  }
+}

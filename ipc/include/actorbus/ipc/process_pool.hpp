@@ -3,18 +3,26 @@
 // A pool of worker processes with `multiprocessing.Pool` semantics: `map`
 // (results in input order), `map_unordered` (results as they complete) and
 // `submit` (one task, a future). Tasks travel over shared-memory channels,
-// one task per message (Python's chunksize=1), a few sent ahead per worker.
+// one task per message (Python's chunksize=1).
 //
-// Workers are forked from the pool's process when it starts, so the task
-// function is an ordinary function of this binary. A worker that dies (kill
-// -9, crash) is detected within the channel's liveness interval, replaced by
-// a new process, and its task is re-run on a worker (at least once). Restarts
-// back off exponentially (restart_delay doubling up to max_restart_delay);
-// after `max_restarts` the pool gives up and fails outstanding tasks.
+// Workers are forked from the pool's process, so the task function is an
+// ordinary function of this binary. Each worker is a process child (see
+// process.hpp) of an `actors::supervisor` that the pool runs on its own small
+// actor system: a worker that dies (kill -9, crash, or killed by the pool
+// after `task_timeout`) is restarted by the supervisor with its backoff
+// (restart_delay doubling up to max_restart_delay) and intensity
+// (`max_restarts` within `restart_period`), and its tasks are re-run on a
+// worker (at least once). When the supervisor gives up, outstanding and
+// later tasks fail with `errc::peer_dead`.
+//
+// Dispatch: the pool's threads sleep on futexes while workers compute. Short
+// tasks are sent `prefetch` ahead per worker so that a worker never waits
+// for its next one; tasks that take longer than `long_task` go out one at a
+// time, so a worker that finishes early takes the remaining ones instead of
+// idling while another works through its backlog.
 //
 // Thread-safety: map, map_unordered and submit may be called from several
-// threads. Construct the pool before starting threads that must not be
-// duplicated into workers (fork copies only the calling thread).
+// threads.
 
 #include "actorbus/ipc/channel.hpp"
 #include "actorbus/ipc/error.hpp"
@@ -45,16 +53,20 @@ struct process_pool_options {
   /// A task running longer than this fails with `errc::timeout` (its worker
   /// is killed and replaced).
   std::chrono::milliseconds task_timeout{std::chrono::minutes(5)};
-  /// Tasks sent ahead to one worker (each still its own message, as with
-  /// chunksize=1), so that a worker never waits for its next task; at
+  /// Short tasks sent ahead to one worker (each still its own message, as
+  /// with chunksize=1), so that a worker never waits for its next task; at
   /// least 1. A worker that dies re-runs all of them elsewhere.
   size_t prefetch = 4;
-  /// Restarts allowed over the pool's life before it gives up.
+  /// Restarts allowed within `restart_period` before the pool gives up.
   size_t max_restarts = 100;
-  /// First delay before restarting a worker; doubles on every restart that
-  /// follows within a second of the previous one.
+  /// Window of `max_restarts`; zero means the pool's whole life.
+  std::chrono::milliseconds restart_period{0};
+  /// First delay before restarting a worker; doubles on every restart of a
+  /// worker that ran for less than a second.
   std::chrono::milliseconds restart_delay{0};
   std::chrono::milliseconds max_restart_delay{1000};
+  /// Tasks whose observed run time exceeds this are not sent ahead.
+  std::chrono::microseconds long_task{500};
 };
 
 namespace detail {
@@ -113,7 +125,8 @@ public:
 
   using function_type = Result (*)(Arg);
 
-  /// Forks the workers. Check `start_error()` before use.
+  /// Forks the workers and waits until they run. Check `start_error()`
+  /// before use.
   explicit process_pool(function_type fn, process_pool_options opts = {})
       : core_(
             [fn](std::span<const std::byte> in, std::vector<std::byte>& out) {
