@@ -13,6 +13,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/atom.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/logger.hpp>
 #include <caf/sec.hpp>
 #include <caf/send.hpp>
 
@@ -31,9 +32,6 @@ namespace {
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 
 constexpr auto bus_category = caf::atom("bus");
-
-// How long `cancel` waits for a running callback of its subscription.
-constexpr auto cancel_wait = std::chrono::seconds(5);
 
 } // namespace
 
@@ -221,8 +219,27 @@ public:
   /// Handles one drain message inside the courier.
   void drain(caf::event_based_actor* self);
 
-  /// Deactivates (see subscription::cancel). Returns the items still queued.
-  std::vector<item> deactivate();
+  /// Deactivates (see subscription::cancel): nothing is sent or called
+  /// after it returns, except what is already in flight to an actor.
+  /// Returns the items still queued. Waits for a running callback until
+  /// `deadline`.
+  /// `idle` (optional) tells whether no callback was running at the end.
+  std::vector<item> deactivate(std::chrono::steady_clock::time_point deadline,
+                               bool* idle = nullptr);
+
+  /// Waits until every event in flight to the subscribed actor has been
+  /// acknowledged (handled, failed or bounced), at most until `deadline`,
+  /// then stops the courier. Returns whether nothing more can arrive. Does
+  /// not wait when called from the subscribed actor itself (its mailbox
+  /// cannot move while it waits) or from the courier.
+  bool await_acks(std::chrono::steady_clock::time_point deadline);
+
+  /// Whether the calling thread runs the subscribed actor right now.
+  bool on_subscriber_thread() const;
+
+  std::chrono::steady_clock::time_point cancel_deadline() const {
+    return std::chrono::steady_clock::now() + opts_.cancel_timeout;
+  }
 
   std::shared_ptr<bus_core> core_;
   const std::string pattern_;
@@ -233,6 +250,8 @@ public:
   const subscription_options opts_;
   caf::actor courier_;
   std::atomic<bool> active_{true};
+  // Set when the subscribed actor died: nothing can arrive any more.
+  std::atomic<bool> target_down_{false};
   std::atomic<uint64_t> delivered_{0};
   std::atomic<uint64_t> dropped_{0};
 
@@ -242,6 +261,8 @@ public:
 
   mutable std::mutex mtx_;
   std::condition_variable not_full_;
+  // Signalled when an actor acknowledges an event while a cancel waits.
+  std::condition_variable acked_;
   item_ring queue_;
   // Owned by the courier: the batch being handled.
   std::vector<item> batch_;
@@ -282,6 +303,15 @@ public:
 
   /// Removes `sub` from the index and the bus (idempotent).
   void remove(subscriber_state* sub);
+
+  /// Deactivates and removes `sub`, turns its queued events into dead
+  /// letters with the detail `why`, then waits for the acknowledgements of
+  /// events in flight to an actor until `ack_deadline`. Returns whether
+  /// nothing more can arrive (see subscription::cancel).
+  bool unsubscribe(const std::shared_ptr<subscriber_state>& sub,
+                   const char* why,
+                   std::chrono::steady_clock::time_point deadline,
+                   std::chrono::steady_clock::time_point ack_deadline);
 
   /// Publishes a dead letter for `x` (counted on its topic).
   void dead_letter(const item& x, dead_letter_reason reason,
@@ -397,24 +427,57 @@ push_result subscriber_state::push(item&& x, bool may_block,
   return evicted ? push_result::dropped : push_result::queued;
 }
 
-std::vector<item> subscriber_state::deactivate() {
+std::vector<item>
+subscriber_state::deactivate(std::chrono::steady_clock::time_point deadline,
+                             bool* idle) {
   active_.store(false);
-  // Wait for a running callback, unless this is that callback.
+  // Wait for a running callback, unless this is that callback. For actor
+  // subscribers this is a barrier: no send starts after it.
   if (current_subscription != this) {
     std::unique_lock<std::timed_mutex> wait{delivering_, std::defer_lock};
-    (void)wait.try_lock_for(cancel_wait);
+    auto ok = wait.try_lock_until(deadline);
+    if (idle != nullptr)
+      *idle = ok;
+  } else if (idle != nullptr) {
+    *idle = true; // the callback that cancels runs nothing after itself
   }
   std::vector<item> rest;
-  caf::actor courier;
   {
     std::unique_lock guard{mtx_};
     queue_.take(queue_.size(), rest);
-    courier.swap(courier_); // the handle must not outlive the system
     not_full_.notify_all();
+  }
+  return rest;
+}
+
+bool subscriber_state::on_subscriber_thread() const {
+  auto* lg = caf::logger::current_logger();
+  return lg != nullptr && lg == &core_->sys_.logger() &&
+         lg->thread_local_aid() == target_.id();
+}
+
+bool subscriber_state::await_acks(
+    std::chrono::steady_clock::time_point deadline) {
+  caf::actor courier;
+  {
+    std::unique_lock guard{mtx_};
+    if (is_actor_ && in_progress_ > 0 && !target_down_.load()) {
+      // The courier receives the acknowledgements: it must not wait for
+      // itself, and the subscribed actor cannot handle its mailbox while
+      // it waits here.
+      if (current_subscription != this && !on_subscriber_thread())
+        acked_.wait_until(guard, deadline,
+                          [this] { return in_progress_ == 0; });
+      // Still in flight: the courier stays for the acknowledgements and
+      // quits after the last one (finish_one_in_flight).
+      if (in_progress_ > 0)
+        return false;
+    }
+    courier.swap(courier_); // the handle must not outlive the system
   }
   if (courier)
     caf::anon_send_exit(courier, caf::exit_reason::user_shutdown);
-  return rest;
+  return true;
 }
 
 void subscriber_state::deliver_batch() {
@@ -476,16 +539,26 @@ void subscriber_state::deliver_batch() {
 
 void subscriber_state::finish_one_in_flight(caf::event_based_actor* self) {
   bool more = false;
+  bool quit = false;
+  caf::actor done; // the courier's own handle, released outside the lock
   {
     std::unique_lock guard{mtx_};
     --in_progress_;
     if (waiting_ > 0)
       not_full_.notify_all();
-    if (!queue_.empty() && !scheduled_) {
+    if (!active_.load()) {
+      if (in_progress_ == 0) {
+        acked_.notify_all();
+        done.swap(courier_);
+        quit = true;
+      }
+    } else if (!queue_.empty() && !scheduled_) {
       scheduled_ = true;
       more = true;
     }
   }
+  if (quit)
+    self->quit();
   if (more)
     self->send(self, drain_atom::value);
 }
@@ -731,14 +804,10 @@ caf::expected<subscription> bus_core::subscribe(std::string_view pattern,
       self->set_down_handler([state](caf::scheduled_actor*, caf::down_msg& dm) {
         if (dm.source != state->target_)
           return;
-        auto rest = state->deactivate();
-        state->core_->remove(state.get());
-        for (auto& x : rest) {
-          if (x.sink)
-            x.sink->fail();
-          state->core_->dead_letter(x, dead_letter_reason::subscriber_down,
-                                    state->pattern_, "subscriber died");
-        }
+        // Nothing can arrive at a dead actor: no need to wait for acks.
+        state->target_down_.store(true);
+        auto now = std::chrono::steady_clock::now();
+        state->core_->unsubscribe(state, "subscriber died", now, now);
       });
     }
     return {
@@ -752,7 +821,9 @@ caf::expected<subscription> bus_core::subscribe(std::string_view pattern,
   std::unique_lock guard{mtx_};
   if (closed_.load()) {
     guard.unlock();
-    state->deactivate();
+    auto now = std::chrono::steady_clock::now();
+    state->deactivate(now);
+    state->await_acks(now);
     return make_error(errc::closed);
   }
   index_.insert(state->pattern_, state.get());
@@ -865,16 +936,28 @@ void bus_core::close() {
     for (auto& [ptr, sub] : subs_)
       all.push_back(sub);
   }
+  // Every subscription waits from the same start: closing takes at most
+  // the longest cancel_timeout, not their sum.
+  auto start = std::chrono::steady_clock::now();
   for (auto& sub : all) {
-    auto rest = sub->deactivate();
-    for (auto& x : rest) {
-      if (x.sink)
-        x.sink->fail();
-      dead_letter(x, dead_letter_reason::subscriber_down, sub->pattern_,
-                  "bus closed");
-    }
-    remove(sub.get());
+    auto deadline = start + sub->opts_.cancel_timeout;
+    unsubscribe(sub, "bus closed", deadline, deadline);
   }
+}
+
+bool bus_core::unsubscribe(const std::shared_ptr<subscriber_state>& sub,
+                           const char* why,
+                           std::chrono::steady_clock::time_point deadline,
+                           std::chrono::steady_clock::time_point ack_deadline) {
+  bool idle = true;
+  auto rest = sub->deactivate(deadline, &idle);
+  remove(sub.get());
+  for (auto& x : rest) {
+    if (x.sink)
+      x.sink->fail();
+    dead_letter(x, dead_letter_reason::subscriber_down, sub->pattern_, why);
+  }
+  return sub->await_acks(ack_deadline) && idle;
 }
 
 } // namespace detail
@@ -888,28 +971,24 @@ subscription::subscription(std::shared_ptr<detail::subscriber_state> state)
 
 subscription& subscription::operator=(subscription&& other) noexcept {
   if (this != &other) {
-    cancel();
+    (void)cancel();
     state_ = std::move(other.state_);
   }
   return *this;
 }
 
 subscription::~subscription() {
-  cancel();
+  (void)cancel();
 }
 
-void subscription::cancel() {
-  if (!state_ || !state_->active_.load())
-    return;
+bool subscription::cancel() {
+  if (!state_)
+    return true;
   auto state = state_;
-  auto rest = state->deactivate();
-  state->core_->remove(state.get());
-  for (auto& x : rest) {
-    if (x.sink)
-      x.sink->fail();
-    state->core_->dead_letter(x, dead_letter_reason::subscriber_down,
-                              state->pattern_, "unsubscribed");
-  }
+  if (!state->active_.load())
+    return state->await_acks(state->cancel_deadline());
+  auto deadline = state->cancel_deadline();
+  return state->core_->unsubscribe(state, "unsubscribed", deadline, deadline);
 }
 
 bool subscription::active() const noexcept {

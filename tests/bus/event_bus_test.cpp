@@ -490,4 +490,31 @@ TEST_F(event_bus_test, publishing_after_close_fails) {
   EXPECT_FALSE(dead_sub.active());
 }
 
+TEST_F(event_bus_test,
+       an_actor_cancelling_its_own_subscription_is_told_events_may_follow) {
+  // The actor cannot wait for its own mailbox: cancel returns at once and
+  // says that the event already sent (2) still comes; nothing else does.
+  std::vector<int> got;
+  std::vector<bool> acked;
+  subscription sub;
+  auto who = sys.spawn([&](caf::event_based_actor*) {
+    return caf::behavior{
+        [&](const std::string&, const caf::actor_addr&, int x) {
+          got.push_back(x);
+          if (x == 1)
+            acked.push_back(sub.cancel());
+        }};
+  });
+  subscription_options opts;
+  opts.max_in_flight = 2;
+  sub = std::move(*sut.subscribe("n", who, opts));
+  for (int i = 1; i <= 5; ++i)
+    sut.publish("n", i);
+  run();
+  EXPECT_EQ(acked, std::vector<bool>{false});
+  EXPECT_EQ(got, (std::vector<int>{1, 2}));
+  EXPECT_EQ(sut.stats("n").dead_lettered, 3u); // 3, 4, 5
+  EXPECT_TRUE(sub.cancel()); // now handled: the acknowledgement came
+}
+
 } // namespace

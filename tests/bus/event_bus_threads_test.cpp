@@ -3,6 +3,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include <gtest/gtest.h>
 
@@ -268,6 +269,80 @@ TEST_F(event_bus_threads_test,
   auto nobody = sut.gather<int>("nobody.home", 0, 10ms);
   ASSERT_TRUE(nobody);
   EXPECT_EQ(nobody->asked, 0u);
+}
+
+/// An actor subscriber that holds its first event until `release` is set.
+struct gated_actor {
+  std::promise<void> first_started;
+  std::promise<void> release;
+  std::atomic<int> handled{0};
+
+  caf::actor spawn(caf::actor_system& sys) {
+    auto gate = release.get_future().share();
+    return sys.spawn([this, gate](caf::event_based_actor*) {
+      return caf::behavior{
+          [this, gate](const std::string&, const caf::actor_addr&, int x) {
+            if (x == 0) {
+              first_started.set_value();
+              gate.wait_for(patience);
+            }
+            ++handled;
+          },
+          // A round trip behind every event in the mailbox.
+          [](caf::atom_value x) { return x; },
+      };
+    });
+  }
+};
+
+TEST_F(event_bus_threads_test,
+       an_actor_handles_no_event_after_cancel_is_acknowledged) {
+  gated_actor target;
+  auto who = target.spawn(sys);
+  subscription_options opts;
+  opts.max_in_flight = 4;
+  auto sub = sut.subscribe("n", who, opts);
+  ASSERT_TRUE(sub);
+  // Events 0-3 go to the actor's mailbox (0 is held), 4 and 5 stay queued.
+  for (int i = 0; i < 6; ++i)
+    ASSERT_FALSE(sut.publish("n", i));
+  ASSERT_EQ(target.first_started.get_future().wait_for(patience),
+            std::future_status::ready);
+  auto cancelled =
+      std::async(std::launch::async, [&] { return sub->cancel(); });
+  // Acknowledging now would be a lie: three events wait in the mailbox.
+  EXPECT_EQ(cancelled.wait_for(100ms), std::future_status::timeout);
+  target.release.set_value();
+  ASSERT_EQ(cancelled.wait_for(patience), std::future_status::ready);
+  EXPECT_TRUE(cancelled.get());
+  auto at_ack = target.handled.load();
+  EXPECT_EQ(at_ack, 4);
+  // Everything sent before the round trip has been handled after it.
+  caf::scoped_actor self{sys};
+  self->request(who, patience, caf::atom("flush"))
+      .receive([](caf::atom_value) {},
+               [](caf::error& err) { FAIL() << caf::to_string(err); });
+  EXPECT_EQ(target.handled.load(), at_ack);
+  EXPECT_EQ(sut.stats("n").dead_lettered, 2u); // 4 and 5: subscriber_down
+  caf::anon_send_exit(who, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(event_bus_threads_test,
+       cancel_reports_a_missing_acknowledgement_after_its_timeout) {
+  gated_actor target;
+  auto who = target.spawn(sys);
+  subscription_options opts;
+  opts.max_in_flight = 2;
+  opts.cancel_timeout = std::chrono::milliseconds(20);
+  auto sub = sut.subscribe("n", who, opts);
+  ASSERT_FALSE(sut.publish("n", 0));
+  ASSERT_FALSE(sut.publish("n", 1));
+  ASSERT_EQ(target.first_started.get_future().wait_for(patience),
+            std::future_status::ready);
+  EXPECT_FALSE(sub->cancel()); // event 1 still waits in the mailbox
+  EXPECT_FALSE(sub->active());
+  target.release.set_value();
+  caf::anon_send_exit(who, caf::exit_reason::user_shutdown);
 }
 
 } // namespace

@@ -26,11 +26,13 @@
 // `(std::string topic, caf::actor_addr publisher, T value)`, sent as a
 // request: at most `max_in_flight` events are outstanding per subscriber,
 // which keeps its mailbox bounded. A handler may return a value; for
-// `gather` that value is the reply. An actor that dies is unsubscribed and
-// reported.
+// `gather` that value is the reply; for every event, the reply is the
+// acknowledgement that `subscription::cancel` waits for. An actor that dies
+// is unsubscribed and reported.
 //
 // Lifetime: the event_bus must be destroyed before its actor system. Its
-// destructor cancels every subscription (waiting for running callbacks) and
+// destructor cancels every subscription (waiting for running callbacks and
+// for events in flight to actors, at most the longest `cancel_timeout`) and
 // stops the couriers; subscription handles may outlive it (they are then
 // inactive). Callbacks must not outlive what they capture: cancel, or
 // destroy the bus, first.
@@ -129,6 +131,9 @@ struct subscription_options {
   caf::timespan block_timeout = std::chrono::seconds(1);
   /// Actor subscribers only: events sent but not yet handled (at least 1).
   std::size_t max_in_flight = 64;
+  /// Longest wait of `subscription::cancel` for a running callback, or for
+  /// the events in flight to an actor to be handled.
+  caf::timespan cancel_timeout = std::chrono::seconds(5);
 };
 
 /// Per-publish settings.
@@ -409,12 +414,23 @@ public:
   subscription& operator=(const subscription&) = delete;
   ~subscription();
 
-  /// Unsubscribes. When it returns, no callback of this subscription runs
-  /// any more and no event is sent to its actor any more (events an actor
-  /// already received are its own). Events still queued go to the
-  /// dead-letter topic as `subscriber_down`. Idempotent. May be called from
-  /// inside the subscription's own callback.
-  void cancel();
+  /// Unsubscribes, and returns whether the unsubscribe is acknowledged:
+  /// when it returns true, no callback of this subscription runs any more
+  /// and its actor handles no further event of it. Events still queued go
+  /// to the dead-letter topic as `subscriber_down`.
+  ///
+  /// Callback subscriptions wait for a running callback (unless called
+  /// from inside it). Actor subscriptions wait until the actor has handled
+  /// (replied to) every event already sent to its mailbox, at most
+  /// `max_in_flight` of them; a dead actor needs no wait. Both waits end
+  /// at `cancel_timeout`; cancel then returns false, and up to
+  /// `max_in_flight` events may still reach the actor.
+  ///
+  /// Called from inside the subscribed actor itself, cancel cannot wait for
+  /// that actor's own mailbox: it returns false if events are still in it,
+  /// and they are handled after the current message (nothing new is sent).
+  /// Idempotent; a later call returns whether the acknowledgement came.
+  bool cancel();
 
   /// Whether the subscription still receives events (false after cancel,
   /// after its actor died, or after the bus closed).
