@@ -7,6 +7,8 @@
 #include <caf/spawn_options.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -33,7 +35,14 @@ caf::error validate(const pool_config& cfg) {
   return caf::error{};
 }
 
+wait_stripe stripes[64];
+
 } // namespace
+
+wait_stripe& stripe_for(const void* addr) noexcept {
+  auto h = reinterpret_cast<std::uintptr_t>(addr) >> 4;
+  return stripes[(h ^ (h >> 6)) % std::size(stripes)];
+}
 
 class pool_core : public std::enable_shared_from_this<pool_core> {
 public:

@@ -50,6 +50,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -127,28 +128,89 @@ struct shutdown_options {
 
 namespace detail {
 
+/// A mutex and condition variable shared by the futures whose address
+/// hashes to it: a future needs them only while a thread waits for it or a
+/// callback is pending, so tasks do not each build and destroy a pair.
+struct wait_stripe {
+  std::mutex mtx;
+  std::condition_variable cv;
+};
+
+/// The stripe of the future state at `addr`.
+wait_stripe& stripe_for(const void* addr) noexcept;
+
 /// Shared state of one task's result.
 template <class T>
 struct future_state {
-  std::mutex mtx;
-  std::condition_variable cv;
-  std::atomic<bool> ready{false};
+  static constexpr uint8_t empty = 0;
+  static constexpr uint8_t writing = 1;
+  static constexpr uint8_t done = 2;
+
+  std::atomic<uint8_t> phase{empty};
+  /// Set (under the stripe's mutex) while a thread waits or a callback is
+  /// registered: only then does `set` touch the stripe.
+  std::atomic<bool> watched{false};
   std::optional<caf::expected<T>> result;
+  /// Guarded by the stripe's mutex.
   std::function<void(const caf::expected<T>&)> on_done;
 
+  [[nodiscard]] bool ready() const noexcept {
+    return phase.load(std::memory_order_acquire) == done;
+  }
+
+  /// Stores the result; later calls do nothing.
   void set(caf::expected<T> x) {
+    auto expected = empty;
+    if (!phase.compare_exchange_strong(expected, writing,
+                                       std::memory_order_acquire))
+      return;
+    result.emplace(std::move(x));
+    // Sequentially consistent, paired with `watch`: either the watcher sees
+    // the result, or this sees the watcher.
+    phase.store(done, std::memory_order_seq_cst);
+    if (!watched.load(std::memory_order_seq_cst))
+      return;
+    auto& st = stripe_for(this);
     std::function<void(const caf::expected<T>&)> cb;
     {
-      std::lock_guard<std::mutex> guard{mtx};
-      if (ready.load(std::memory_order_relaxed))
-        return;
-      result.emplace(std::move(x));
-      ready.store(true, std::memory_order_release);
+      std::lock_guard<std::mutex> guard{st.mtx};
       cb = std::move(on_done);
     }
-    cv.notify_all();
+    st.cv.notify_all();
     if (cb)
       cb(*result);
+  }
+
+  /// Waits up to `timeout` for the result.
+  bool wait(caf::timespan timeout) {
+    if (ready())
+      return true;
+    auto& st = stripe_for(this);
+    std::unique_lock<std::mutex> guard{st.mtx};
+    watched.store(true, std::memory_order_seq_cst);
+    return st.cv.wait_for(guard, timeout, [this] {
+      return phase.load(std::memory_order_seq_cst) == done;
+    });
+  }
+
+  /// Calls `fn(result)` once there is one: now, or on the setting thread.
+  template <class F>
+  void then(F fn) {
+    if (!ready()) {
+      auto& st = stripe_for(this);
+      std::unique_lock<std::mutex> guard{st.mtx};
+      on_done = std::move(fn);
+      watched.store(true, std::memory_order_seq_cst);
+      if (phase.load(std::memory_order_seq_cst) != done)
+        return;
+      // The result landed meanwhile; whoever takes the callback runs it.
+      auto cb = std::move(on_done);
+      guard.unlock();
+      if (cb)
+        cb(*result);
+      return;
+    }
+    fn(*result);
   }
 };
 
@@ -163,7 +225,7 @@ public:
   std::size_t runs = 0;
 };
 
-using task_ptr = std::unique_ptr<task_base>;
+using task_ptr = std::shared_ptr<task_base>;
 
 template <class T>
 caf::expected<T> to_expected(caf::expected<T>&& x) {
@@ -180,31 +242,39 @@ struct result_of_task<caf::expected<U>> {
   using type = U;
 };
 
+/// A task and its result's state in one allocation: the queue and the
+/// futures share it.
 template <class T, class F>
-class task_impl final : public task_base {
+class task_impl final : public task_base, public future_state<T> {
 public:
-  task_impl(F fn, std::shared_ptr<future_state<T>> st)
-      : fn_(std::move(fn))
-      , st_(std::move(st)) {}
+  explicit task_impl(F fn)
+      : fn_(std::move(fn)) {}
 
   void run() override {
     using r = std::invoke_result_t<F&>;
     if constexpr (std::is_void_v<r>) {
       fn_();
-      st_->set(caf::unit);
+      this->set(caf::unit);
     } else {
-      st_->set(caf::expected<T>{fn_()});
+      this->set(caf::expected<T>{fn_()});
     }
   }
 
   void fail(caf::error err) override {
-    st_->set(std::move(err));
+    this->set(std::move(err));
   }
 
 private:
   F fn_;
-  std::shared_ptr<future_state<T>> st_;
 };
+
+/// Makes a task of `fn` and the future of its result.
+template <class T, class F>
+std::pair<task_ptr, std::shared_ptr<future_state<T>>> make_task(F fn) {
+  auto t = std::make_shared<task_impl<T, F>>(std::move(fn));
+  std::shared_ptr<future_state<T>> st = t;
+  return {std::move(t), std::move(st)};
+}
 
 class pool_core;
 
@@ -222,7 +292,7 @@ public:
 
   /// True once the task has a result.
   [[nodiscard]] bool ready() const {
-    return st_ && st_->ready.load(std::memory_order_acquire);
+    return st_ && st_->ready();
   }
 
   /// Waits up to `timeout` for the result; `caf::sec::request_timeout` when
@@ -238,14 +308,7 @@ public:
 
   /// Waits up to `timeout`; true when the result is there.
   bool wait(caf::timespan timeout) const {
-    if (!st_)
-      return false;
-    if (ready())
-      return true;
-    std::unique_lock<std::mutex> guard{st_->mtx};
-    return st_->cv.wait_for(guard, timeout, [this] {
-      return st_->ready.load(std::memory_order_relaxed);
-    });
+    return st_ && st_->wait(timeout);
   }
 
   /// Calls `fn(const caf::expected<T>&)` once the result is there: at once
@@ -253,14 +316,7 @@ public:
   /// callback per future; a later call replaces an earlier, pending one.
   template <class F>
   void then(F fn) const {
-    {
-      std::unique_lock<std::mutex> guard{st_->mtx};
-      if (!st_->ready.load(std::memory_order_relaxed)) {
-        st_->on_done = std::move(fn);
-        return;
-      }
-    }
-    fn(*st_->result);
+    st_->then(std::move(fn));
   }
 
   /// Inside a handler of actor `self`: answers the request being handled
@@ -377,9 +433,8 @@ public:
     };
     using r = std::invoke_result_t<decltype(call)&>;
     using t = typename detail::result_of_task<r>::type;
-    auto st = std::make_shared<detail::future_state<t>>();
-    push_one(std::make_unique<detail::task_impl<t, decltype(call)>>(
-        std::move(call), st));
+    auto [task, st] = detail::make_task<t>(std::move(call));
+    push_one(std::move(task));
     return task_future<t>{std::move(st)};
   }
 
@@ -393,10 +448,9 @@ public:
     std::vector<task_future<t>> out;
     std::vector<detail::task_ptr> tasks;
     for (const auto& x : xs) {
-      auto st = std::make_shared<detail::future_state<t>>();
-      auto call = [fn, x]() mutable { return fn(x); };
-      tasks.emplace_back(std::make_unique<detail::task_impl<t, decltype(call)>>(
-          std::move(call), st));
+      auto [task, st] =
+          detail::make_task<t>([fn, x]() mutable { return fn(x); });
+      tasks.push_back(std::move(task));
       out.emplace_back(std::move(st));
     }
     push_many(tasks);
