@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <memory>
 #include <poll.h>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -123,6 +124,52 @@ private:
   std::vector<pid_t> pids_;
 };
 
+/// Server-side cost of a run, read from INFO: commands executed (including
+/// those run inside Lua scripts) and redis-server CPU time. Per job these
+/// do not depend on how loaded the machine is.
+struct redis_usage {
+  double calls = 0;
+  double cpu_s = 0;
+
+  static double field(const std::string& text, const std::string& name) {
+    auto pos = text.find(name);
+    if (pos == std::string::npos)
+      return 0;
+    return std::strtod(text.c_str() + pos + name.size(), nullptr);
+  }
+
+  static redis_usage read(q::client& c) {
+    redis_usage out;
+    auto stats = c.command({"INFO", "commandstats"});
+    auto cpu = c.command({"INFO", "cpu"});
+    if (!stats || !cpu)
+      return out;
+    // Lines look like: cmdstat_xadd:calls=3,usec=...; the measurement's
+    // own commands (INFO, XLEN, ZCARD of the drain poll) are left out.
+    std::istringstream in{*stats};
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("cmdstat_", 0) != 0 ||
+          line.rfind("cmdstat_info:", 0) == 0 ||
+          line.rfind("cmdstat_xlen:", 0) == 0 ||
+          line.rfind("cmdstat_zcard:", 0) == 0)
+        continue;
+      out.calls += field(line, "calls=");
+      if (std::getenv("QUEUE_BENCH_VERBOSE") != nullptr)
+        std::fprintf(stderr, "  %s\n", line.c_str());
+    }
+    out.cpu_s = field(*cpu, "used_cpu_sys:") + field(*cpu, "used_cpu_user:");
+    return out;
+  }
+};
+
+void report_usage(benchmark::State& state, const redis_usage& before,
+                  const redis_usage& after, double n) {
+  state.counters["redis_cmds_per_job"] = (after.calls - before.calls) / n;
+  state.counters["redis_cpu_us_per_job"] =
+      (after.cpu_s - before.cpu_s) * 1e6 / n;
+}
+
 void wait_drained(q::client& c) {
   for (;;) {
     auto n = c.backlog();
@@ -140,8 +187,12 @@ void run_jobs(benchmark::State& state, int workers, bool batched) {
     return;
   }
   std::vector<std::string> payloads(jobs);
+  redis_usage before;
+  redis_usage after;
   {
     worker_processes procs{workers, batch};
+    producer->command({"CONFIG", "RESETSTAT"});
+    before = redis_usage::read(*producer);
     for (auto _ : state) {
       if (batched) {
         if (!producer->enqueue_many("noop", payloads)) {
@@ -157,8 +208,11 @@ void run_jobs(benchmark::State& state, int workers, bool batched) {
       }
       wait_drained(*producer);
     }
+    after = redis_usage::read(*producer);
   }
   state.SetItemsProcessed(state.iterations() * jobs);
+  report_usage(state, before, after,
+               static_cast<double>(state.iterations()) * jobs);
   // Start the next benchmark from an empty database.
   producer->command({"FLUSHALL"});
 }
@@ -183,8 +237,12 @@ void rtt(benchmark::State& state) {
     return;
   }
   actorbus::bench::latency_samples samples;
+  redis_usage before;
+  redis_usage after;
   {
     worker_processes procs{1, 256};
+    producer->command({"CONFIG", "RESETSTAT"});
+    before = redis_usage::read(*producer);
     for (auto _ : state) {
       samples.measure([&] {
         auto info = producer->run("noop", "", {}, 5s);
@@ -192,8 +250,10 @@ void rtt(benchmark::State& state) {
           state.SkipWithError("round trip failed");
       });
     }
+    after = redis_usage::read(*producer);
   }
   samples.report(state);
+  report_usage(state, before, after, static_cast<double>(state.iterations()));
   producer->command({"FLUSHALL"});
 }
 

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 namespace actorbus::queue {
@@ -120,54 +121,80 @@ struct client::impl {
                              "queue: unknown priority");
     return conn.eval(
         internal::script::enqueue, {k.task(id), k.streams[prio], k.delayed},
-        {id, std::string{name}, payload, std::to_string(opts.max_attempts),
-         std::to_string(opts.backoff.count()),
-         std::to_string(opts.backoff_max.count()),
-         std::to_string(opts.timeout.count()), opts.idempotency_key,
-         std::to_string(prio), std::to_string(delay)});
+        {id, std::string{name}, payload,
+         fmt::format("{} {} {} {}", opts.max_attempts, opts.backoff.count(),
+                     opts.backoff_max.count(), opts.timeout.count()),
+         opts.idempotency_key, std::to_string(prio), std::to_string(delay)});
+  }
+
+  /// Appends a BLPOP on the task's wake-up list (the finish script pushes
+  /// to it) for at most `left`, and an HMGET of the task's state that Redis
+  /// runs as soon as the BLPOP returns: a waiter needs no extra round trip
+  /// after its wake-up.
+  void append_wait(std::string_view id, std::chrono::milliseconds left) {
+    // BLPOP takes seconds (fractions allowed); the socket waits a bit
+    // longer so the server's timeout answers first.
+    conn.timeout(left + cfg.io_timeout);
+    conn.append(
+        {"BLPOP", k.notify(id),
+         fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
+    conn.append({"HMGET", k.task(id), "s", "n", "a", "r", "err"});
+  }
+
+  /// Reads the replies of `append_wait`: the final info, or none when the
+  /// BLPOP timed out. With `share`, puts the token back for other waiters
+  /// of the same task.
+  caf::expected<std::optional<task_info>> read_wait(std::string_view id,
+                                                    bool share) {
+    auto b = conn.next_reply();
+    if (!b) {
+      conn.timeout(std::chrono::milliseconds{0});
+      return std::move(b.error());
+    }
+    auto state = conn.next_reply();
+    conn.timeout(std::chrono::milliseconds{0});
+    if (!state)
+      return std::move(state.error());
+    if ((*b)->type == REDIS_REPLY_ERROR)
+      return redis_error(b->get(), "wait");
+    if ((*b)->type != REDIS_REPLY_ARRAY)
+      return std::optional<task_info>{};
+    if (share) {
+      auto pushed = conn.run({"RPUSH", k.notify(id), "1"});
+      if (!pushed)
+        return std::move(pushed.error());
+    }
+    auto info = info_of(id, state->get());
+    if (!info)
+      return std::move(info.error());
+    return std::optional<task_info>{std::move(*info)};
+  }
+
+  static std::chrono::milliseconds
+  left_until(std::chrono::steady_clock::time_point deadline) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
   }
 
   /// Blocks on the task's wake-up list until the finish script pushes to
-  /// it or the deadline passes. With `share`, puts the token back for other
-  /// waiters of the same task.
+  /// it or the deadline passes.
   caf::expected<task_info>
   block_until_done(std::string_view id,
                    std::chrono::steady_clock::time_point deadline, bool share) {
-    auto key = k.notify(id);
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      auto left = left_until(deadline);
       if (left.count() <= 0)
         return caf::make_error(
             caf::sec::request_timeout,
             fmt::format("queue: task {} not finished in time", id));
-      // BLPOP takes seconds (fractions allowed); the socket waits a bit
-      // longer so the server's timeout answers first.
-      conn.timeout(left + cfg.io_timeout);
-      auto b = exec(
-          {"BLPOP", key,
-           fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
-      conn.timeout(std::chrono::milliseconds{0});
-      if (!b)
-        return std::move(b.error());
-      if ((*b)->type == REDIS_REPLY_ARRAY) {
-        // Leave the token for other waiters of the same task, and read the
-        // final status, in one round trip.
-        if (share)
-          conn.append({"RPUSH", key, "1"});
-        conn.append({"HMGET", k.task(id), "s", "n", "a", "r", "err"});
-        if (share) {
-          auto pushed = conn.next_reply();
-          if (!pushed)
-            return std::move(pushed.error());
-        }
-        auto final_state = conn.next_reply();
-        if (!final_state)
-          return std::move(final_state.error());
-        return info_of(id, final_state->get());
-      }
-      if ((*b)->type == REDIS_REPLY_ERROR)
-        return redis_error(b->get(), "wait");
+      if (auto err = ensure())
+        return err;
+      append_wait(id, left);
+      auto r = read_wait(id, share);
+      if (!r)
+        return std::move(r.error());
+      if (*r)
+        return std::move(**r);
     }
   }
 
@@ -256,7 +283,7 @@ client::enqueue_many(std::string_view name,
         auto args = impl_->enqueue_args(name, payloads[j], opts, id);
         if (!args)
           return std::move(args.error());
-        // EVALSHA sha 3 key key key, then the 10 ARGV.
+        // EVALSHA sha 3 key key key, then the 7 ARGV.
         argv.insert(argv.end(), std::make_move_iterator(args->begin() + 6),
                     std::make_move_iterator(args->end()));
         ids.push_back(std::move(id));
@@ -320,12 +347,38 @@ caf::expected<task_info> client::run(std::string_view name, std::string payload,
   if (!args)
     return std::move(args.error());
   args->emplace_back("1"); // mark as waited for
-  auto r = impl_->exec(*args);
+  // Enqueue and start waiting in one round trip.
+  auto& st = *impl_;
+  auto left = st.left_until(deadline);
+  auto send = [&] {
+    st.conn.append(*args);
+    if (left.count() > 0)
+      st.append_wait(id, left);
+    return st.conn.flush();
+  };
+  if (auto err = send()) {
+    // A connection Redis closed (restart) fails on write: once more.
+    if (auto again = st.ensure())
+      return again;
+    if (auto again = send())
+      return again;
+  }
+  auto r = st.conn.next_reply();
   if (!r)
     return std::move(r.error());
-  if ((*r)->type == REDIS_REPLY_ERROR)
+  if ((*r)->type == REDIS_REPLY_ERROR) {
+    // Unblocks the BLPOP sent behind the failed enqueue.
+    st.conn.drop();
     return redis_error(r->get(), "enqueue");
-  return impl_->block_until_done(id, deadline, false);
+  }
+  if (left.count() > 0) {
+    auto done = st.read_wait(id, false);
+    if (!done)
+      return std::move(done.error());
+    if (*done)
+      return std::move(**done);
+  }
+  return st.block_until_done(id, deadline, false);
 }
 
 caf::expected<bool> client::cancel(std::string_view id) {
@@ -409,20 +462,14 @@ caf::expected<std::string> client::requeue(std::string_view dead_entry) {
 }
 
 caf::expected<std::size_t> client::backlog() {
-  if (auto err = impl_->ensure())
-    return err;
-  for (auto& s : impl_->k.streams)
-    impl_->conn.append({"XLEN", s});
-  impl_->conn.append({"ZCARD", impl_->k.delayed});
-  size_t total = 0;
-  for (int i = 0; i < 4; ++i) {
-    auto r = impl_->conn.next_reply();
-    if (!r)
-      return std::move(r.error());
-    if ((*r)->type == REDIS_REPLY_INTEGER)
-      total += static_cast<size_t>((*r)->integer);
-  }
-  return total;
+  auto r = impl_->exec(
+      impl_->conn.eval(internal::script::backlog, {},
+                       {impl_->cfg.name_space, internal::group_name}));
+  if (!r)
+    return std::move(r.error());
+  if ((*r)->type != REDIS_REPLY_INTEGER)
+    return redis_error(r->get(), "backlog");
+  return static_cast<size_t>((*r)->integer);
 }
 
 caf::expected<std::string>

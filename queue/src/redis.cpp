@@ -36,6 +36,10 @@ const char* script_text(script s) {
     return wait_prepare_lua;
   case script::enqueue_many:
     return enqueue_many_lua;
+  case script::reclaim:
+    return reclaim_lua;
+  case script::backlog:
+    return backlog_lua;
   default:
     return cancel_lua;
   }

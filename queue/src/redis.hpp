@@ -59,6 +59,8 @@ enum class script : int {
   wait_prepare,
   cancel,
   enqueue_many,
+  reclaim,
+  backlog,
   count
 };
 

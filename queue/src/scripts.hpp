@@ -10,60 +10,68 @@
 
 namespace actorbus::queue::internal {
 
-// KEYS: hash, stream, delayed. ARGV: id, name, payload, max, backoff,
-// backoff_max, timeout, key, prio, delay_ms, and optionally '1' when the
-// caller will wait for the result (the finish script then wakes it).
+// Stream entries carry: id, n (name), p (payload), a (attempt), k
+// (idempotency key), o ("max backoff backoff_max timeout", one field so
+// that every entry costs Redis few arguments). The task hash keeps s
+// (status), n, a, pr (priority), e (entry), and, while the task waits in the
+// delayed set, p, k and o to rebuild its entry.
+
+// KEYS: hash, stream, delayed. ARGV: id, name, payload, options, key, prio,
+// delay_ms, and optionally '1' when the caller will wait for the result (the
+// finish script then wakes it).
 inline constexpr const char* enqueue_lua = R"lua(
-if ARGV[11] == '1' then
+if ARGV[8] == '1' then
   redis.call('HSET', KEYS[1], 'w', '1')
 end
-local d = tonumber(ARGV[10])
+local d = tonumber(ARGV[7])
 if d > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('HSET', KEYS[1], 'n', ARGV[2], 'p', ARGV[3], 'a', '1',
-    'm', ARGV[4], 'b', ARGV[5], 'bm', ARGV[6], 't', ARGV[7], 'k', ARGV[8],
-    'pr', ARGV[9], 's', 'scheduled')
+    'o', ARGV[4], 'k', ARGV[5], 'pr', ARGV[6], 's', 'scheduled')
   redis.call('ZADD', KEYS[3], now + d, ARGV[1])
   return 'scheduled'
 end
 local e = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'n', ARGV[2],
-  'p', ARGV[3], 'a', '1', 'm', ARGV[4], 'b', ARGV[5], 'bm', ARGV[6],
-  't', ARGV[7], 'k', ARGV[8])
-redis.call('HSET', KEYS[1], 'n', ARGV[2], 'p', ARGV[3], 'a', '1',
-  'm', ARGV[4], 'b', ARGV[5], 'bm', ARGV[6], 't', ARGV[7], 'k', ARGV[8],
-  'pr', ARGV[9], 's', 'queued', 'e', e)
+  'p', ARGV[3], 'a', '1', 'k', ARGV[5], 'o', ARGV[4])
+redis.call('HSET', KEYS[1], 'n', ARGV[2], 'a', '1', 'pr', ARGV[6],
+  's', 'queued', 'e', e)
 return e
 )lua";
 
-// ARGV: ns, then per task the 10 ARGV of enqueue_lua (id first); KEYS
+// ARGV: ns, then per task the 7 ARGV of enqueue_lua (id first); KEYS
 // unused (standalone Redis). Enqueues many tasks in one call.
 inline constexpr const char* enqueue_many_lua = R"lua(
 local ns = ARGV[1]
-local out = {}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 2, #ARGV, 10 do
-  local id, name, p, m, b, bm, to, k, pr = ARGV[i], ARGV[i + 1],
-    ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
-    ARGV[i + 7], ARGV[i + 8]
-  local d = tonumber(ARGV[i + 9])
+local now = nil
+for i = 2, #ARGV, 7 do
+  local id, name, p, o, k, pr = ARGV[i], ARGV[i + 1], ARGV[i + 2],
+    ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local d = tonumber(ARGV[i + 6])
   local h = ns .. ':t:' .. id
   if d > 0 then
-    redis.call('HSET', h, 'n', name, 'p', p, 'a', '1', 'm', m, 'b', b,
-      'bm', bm, 't', to, 'k', k, 'pr', pr, 's', 'scheduled')
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    redis.call('HSET', h, 'n', name, 'p', p, 'a', '1', 'o', o, 'k', k,
+      'pr', pr, 's', 'scheduled')
     redis.call('ZADD', ns .. ':delayed', now + d, id)
   else
     local e = redis.call('XADD', ns .. ':q:' .. pr, '*', 'id', id, 'n', name,
-      'p', p, 'a', '1', 'm', m, 'b', b, 'bm', bm, 't', to, 'k', k)
-    redis.call('HSET', h, 'n', name, 'p', p, 'a', '1', 'm', m, 'b', b,
-      'bm', bm, 't', to, 'k', k, 'pr', pr, 's', 'queued', 'e', e)
+      'p', p, 'a', '1', 'k', k, 'o', o)
+    redis.call('HSET', h, 'n', name, 'a', '1', 'pr', pr, 's', 'queued',
+      'e', e)
   end
 end
-return (#ARGV - 1) / 10
+return (#ARGV - 1) / 7
 )lua";
 
-// KEYS: delayed. ARGV: ns, limit. Moves due tasks to their stream.
+// KEYS: delayed. ARGV: ns, limit, group. Moves due tasks to their stream,
+// then trims each stream below its oldest entry still needed (pending, or
+// not yet delivered to the group): acknowledging a task does not delete
+// its entry one by one (XDEL seeks inside a stream node, the most costly
+// command per task), this sweep drops them by whole nodes.
 inline constexpr const char* promote_lua = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -72,24 +80,88 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local h = ARGV[1] .. ':t:' .. id
-  local f = redis.call('HMGET', h, 'n', 'p', 'a', 'm', 'b', 'bm', 't', 'k',
-    'pr', 's')
-  if f[1] and f[10] == 'scheduled' then
-    local e = redis.call('XADD', ARGV[1] .. ':q:' .. f[9], '*', 'id', id,
-      'n', f[1], 'p', f[2], 'a', f[3], 'm', f[4], 'b', f[5], 'bm', f[6],
-      't', f[7], 'k', f[8])
+  local f = redis.call('HMGET', h, 'n', 'p', 'a', 'k', 'o', 'pr', 's')
+  if f[1] and f[6] and f[7] == 'scheduled' then
+    local e = redis.call('XADD', ARGV[1] .. ':q:' .. f[6], '*', 'id', id,
+      'n', f[1], 'p', f[2] or '', 'a', f[3] or '1', 'k', f[4] or '',
+      'o', f[5] or '')
     redis.call('HSET', h, 's', 'queued', 'e', e)
+    redis.call('HDEL', h, 'p', 'k', 'o')
+  end
+end
+local function before(x, y)
+  local xm, xs = string.match(x, '(%d+)-(%d+)')
+  local ym, ys = string.match(y, '(%d+)-(%d+)')
+  xm, ym = tonumber(xm), tonumber(ym)
+  return xm < ym or (xm == ym and tonumber(xs) < tonumber(ys))
+end
+for p = 0, 2 do
+  local s = ARGV[1] .. ':q:' .. p
+  if redis.call('EXISTS', s) == 1 then
+    local floor = nil
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local info = {}
+      for j = 1, #g, 2 do
+        info[g[j]] = g[j + 1]
+      end
+      local need = info['last-delivered-id']
+      if tonumber(info['pending']) > 0 then
+        local oldest = redis.call('XPENDING', s, info['name'])[2]
+        if oldest and before(oldest, need) then
+          need = oldest
+        end
+      end
+      if not floor or before(need, floor) then
+        floor = need
+      end
+    end
+    if floor then
+      redis.call('XTRIM', s, 'MINID', floor)
+    end
   end
 end
 return #ids
 )lua";
 
-// ARGV: ns, group, ttl_s, then records of 12 fields: kind (ok|retry|dead),
-// stream index, entry id, task id, result or reason, idempotency key, next
-// attempt, retry delay ms, name, payload, attempts, effect count; then per
-// effect its argument count and arguments. A record whose entry is no
-// longer pending (another worker finished it first) changes nothing.
-// Returns the number of records applied.
+// KEYS: stream. ARGV: ns, group, consumer, min idle ms, count. Claims the
+// entries of dead workers (XAUTOCLAIM) and stamps each task's hash with
+// the time it was reclaimed (field rc, ms). Returns the claimed entries and,
+// per entry, its delivery count.
+inline constexpr const char* reclaim_lua = R"lua(
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[2], ARGV[3], ARGV[4],
+  '0-0', 'COUNT', tonumber(ARGV[5]))
+local entries = r[2]
+local counts = {}
+if #entries == 0 then
+  return {entries, counts}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, e in ipairs(entries) do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[2], e[1], e[1], 1)
+  counts[i] = p[1] and p[1][4] or 2
+  local f = e[2]
+  if type(f) == 'table' then
+    for j = 1, #f - 1, 2 do
+      if f[j] == 'id' then
+        local h = ARGV[1] .. ':t:' .. f[j + 1]
+        if redis.call('EXISTS', h) == 1 then
+          redis.call('HSET', h, 'rc', now)
+        end
+      end
+    end
+  end
+end
+return {entries, counts}
+)lua";
+
+// ARGV: ns, group, ttl_s, then one record per task: kind (ok|retry|dead),
+// stream index, entry id, task id, result or reason, idempotency key; for
+// retry: next attempt, retry delay ms, payload, options, name; for dead:
+// name, payload, attempts; then the effect count and per effect its
+// argument count and arguments. A record whose entry is no longer pending
+// (another worker finished it first) changes nothing. Returns the number of
+// records applied.
 inline constexpr const char* finish_lua = R"lua(
 local ns, grp, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -97,16 +169,19 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local i = 4
 local applied = 0
 while i <= #ARGV do
-  local kind, eid, id, text, key = ARGV[i], ARGV[i + 2], ARGV[i + 3],
-    ARGV[i + 4], ARGV[i + 5]
-  local stream = ns .. ':q:' .. ARGV[i + 1]
-  local nexta, delay = ARGV[i + 6], tonumber(ARGV[i + 7])
-  local name, payload, attempts = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
-  local neff = tonumber(ARGV[i + 11])
-  i = i + 12
+  local kind, pr, eid, id, text, key = ARGV[i], ARGV[i + 1], ARGV[i + 2],
+    ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local x = i + 6
+  i = x
+  if kind == 'retry' then
+    i = i + 5
+  elseif kind == 'dead' then
+    i = i + 3
+  end
+  local neff = tonumber(ARGV[i])
+  i = i + 1
   local h = ns .. ':t:' .. id
-  local acked = redis.call('XACK', stream, grp, eid)
-  redis.call('XDEL', stream, eid)
+  local acked = redis.call('XACK', ns .. ':q:' .. pr, grp, eid)
   local fresh = acked == 1
   if fresh and kind == 'ok' and key ~= '' then
     fresh = redis.call('SET', ns .. ':idem:' .. key, id, 'NX', 'EX', ttl)
@@ -124,11 +199,13 @@ while i <= #ARGV do
       redis.call('HSET', h, 's', 'succeeded', 'r', text, 'ft', now)
       redis.call('EXPIRE', h, ttl)
     elseif kind == 'retry' then
-      redis.call('HSET', h, 's', 'scheduled', 'a', nexta, 'err', text)
-      redis.call('ZADD', ns .. ':delayed', now + delay, id)
+      redis.call('HSET', h, 's', 'scheduled', 'a', ARGV[x], 'err', text,
+        'p', ARGV[x + 2], 'k', key, 'o', ARGV[x + 3], 'n', ARGV[x + 4],
+        'pr', pr)
+      redis.call('ZADD', ns .. ':delayed', now + tonumber(ARGV[x + 1]), id)
     else
-      redis.call('XADD', ns .. ':dead', '*', 'id', id, 'n', name,
-        'reason', text, 'a', attempts, 'p', payload)
+      redis.call('XADD', ns .. ':dead', '*', 'id', id, 'n', ARGV[x],
+        'reason', text, 'a', ARGV[x + 2], 'p', ARGV[x + 1])
       if redis.call('EXISTS', h) == 1 then
         redis.call('HSET', h, 's', 'dead', 'err', text, 'ft', now)
         redis.call('EXPIRE', h, ttl)
@@ -141,6 +218,37 @@ while i <= #ARGV do
   end
 end
 return applied
+)lua";
+
+// ARGV: ns, group. Tasks waiting or running: per stream the entries not
+// yet delivered to the group plus those pending (acknowledged entries stay
+// until the next sweep trims them), and the delayed set.
+inline constexpr const char* backlog_lua = R"lua(
+local total = redis.call('ZCARD', ARGV[1] .. ':delayed')
+for p = 0, 2 do
+  local s = ARGV[1] .. ':q:' .. p
+  if redis.call('EXISTS', s) == 1 then
+    local found = false
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local info = {}
+      for j = 1, #g, 2 do
+        info[g[j]] = g[j + 1]
+      end
+      if info['name'] == ARGV[2] then
+        found = true
+        local lag = info['lag']
+        if type(lag) ~= 'number' then
+          lag = #redis.call('XRANGE', s, '(' .. info['last-delivered-id'], '+')
+        end
+        total = total + lag + info['pending']
+      end
+    end
+    if not found then
+      total = total + redis.call('XLEN', s)
+    end
+  end
+end
+return total
 )lua";
 
 // KEYS: hash. Marks the task as waited for; returns status, name,

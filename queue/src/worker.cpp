@@ -2,12 +2,14 @@
 
 #include "actorbus/queue/worker.hpp"
 
+#include "actorbus/actors/supervisor.hpp"
 #include "actorbus/queue/embedded_redis.hpp"
 #include "actorbus/runtime/log.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "redis.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
@@ -17,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -32,6 +35,7 @@ struct job {
   std::string name;
   std::string payload;
   std::string key;
+  std::string options;
   uint32_t attempt = 1;
   uint32_t max_attempts = 1;
   int64_t backoff_ms = 0;
@@ -48,6 +52,10 @@ struct job {
 };
 
 using job_ptr = std::shared_ptr<job>;
+
+/// Finished jobs and pool events, reported by handler actors and the
+/// supervisor to the reading thread.
+struct pool_events;
 
 /// Jobs handed to one handler actor at once (one message, one wake-up).
 using job_batch = std::shared_ptr<std::vector<job_ptr>>;
@@ -89,15 +97,21 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   std::unordered_map<std::string, task_handler> handlers;
   std::function<void(fault_point)> hook;
 
-  // Handler actors (reading thread only, after start).
+  // The supervisor of the handler actors; its children are the slots of
+  // `pool` (reading thread only, after start; a null handle while the
+  // supervisor restarts the slot's actor).
+  caf::actor supervisor;
   std::vector<caf::actor> pool;
   std::vector<size_t> outstanding;
 
-  // Completions and deaths, pushed by handler actors.
+  // Completions, deaths and (re)starts of handler actors, pushed by the
+  // actors and the supervisor.
   std::mutex mtx;
   std::condition_variable cv;
   std::vector<job_ptr> done;
-  std::vector<size_t> died;
+  std::vector<std::pair<size_t, caf::actor_id>> died;
+  std::vector<std::pair<size_t, caf::actor>> fresh;
+  bool gave_up = false;
   bool stopping = false;
   steady_clock::time_point stop_deadline;
 
@@ -115,6 +129,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   std::atomic<uint64_t> reclaimed{0};
   std::atomic<uint64_t> reconnects{0};
   std::atomic<uint64_t> restarts{0};
+  std::atomic<bool> gave_up_flag{false};
 
   // -- handler actors ---------------------------------------------------------
 
@@ -166,30 +181,80 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     j.delay_ms = std::min(delay, j.backoff_max_ms);
   }
 
-  caf::error spawn_actor(size_t idx) {
-    auto self = shared_from_this();
-    auto hdl = rt.spawn<caf::detached>(
-        [self](caf::event_based_actor*) -> caf::behavior {
-          return {[self](job_batch& xs) { self->run_batch(xs); }};
-        });
-    if (!hdl)
-      return std::move(hdl.error());
-    std::weak_ptr<impl> weak = self;
-    (*hdl)->attach_functor([weak, idx](const caf::error&) {
+  static caf::behavior handler_actor(caf::event_based_actor*,
+                                     std::shared_ptr<impl> self) {
+    return {[self](job_batch& xs) { self->run_batch(xs); }};
+  }
+
+  /// Starts the actor of slot `idx` (called by the supervisor, also for
+  /// restarts) and tells the reading thread about it.
+  static caf::expected<caf::actor>
+  start_handler(caf::actor_system& sys, const std::weak_ptr<impl>& weak,
+                size_t idx) {
+    auto self = weak.lock();
+    if (!self)
+      return caf::make_error(caf::sec::runtime_error, "queue worker gone");
+    auto hdl = sys.spawn<caf::detached>(handler_actor, self);
+    hdl->attach_functor([weak, idx, id = hdl.id()](const caf::error&) {
       if (auto s = weak.lock()) {
         {
           std::lock_guard<std::mutex> guard{s->mtx};
           if (s->stopping)
             return;
-          s->died.push_back(idx);
+          s->died.emplace_back(idx, id);
         }
         s->cv.notify_all();
       }
     });
-    if (idx < pool.size())
-      pool[idx] = *hdl;
-    else
-      pool.push_back(*hdl);
+    {
+      std::lock_guard<std::mutex> guard{self->mtx};
+      self->fresh.emplace_back(idx, hdl);
+    }
+    self->cv.notify_all();
+    return hdl;
+  }
+
+  caf::error spawn_pool() {
+    std::weak_ptr<impl> weak = shared_from_this();
+    actors::supervisor_config sc;
+    sc.strategy = actors::restart_strategy::one_for_one;
+    sc.max_restarts = cfg.handler_max_restarts;
+    sc.period = cfg.handler_restart_period;
+    sc.backoff.min = cfg.handler_restart_backoff;
+    sc.backoff.max =
+        std::max(cfg.handler_restart_backoff, cfg.handler_restart_backoff_max);
+    sc.backoff.reset_after = cfg.handler_restart_period;
+    for (size_t i = 0; i < cfg.concurrency; ++i) {
+      actors::child_spec child;
+      child.id = fmt::format("handler-{}", i);
+      child.shutdown_timeout = std::chrono::seconds{1};
+      child.start = [weak, i](caf::actor_system& sys) {
+        return start_handler(sys, weak, i);
+      };
+      sc.children.push_back(std::move(child));
+    }
+    pool.assign(cfg.concurrency, caf::actor{});
+    outstanding.assign(cfg.concurrency, 0);
+    auto sup = actors::spawn_supervisor(rt.system(), std::move(sc));
+    if (!sup)
+      return std::move(sup.error());
+    supervisor = std::move(*sup);
+    caf::actor_cast<caf::abstract_actor*>(supervisor)
+        ->attach_functor([weak](const caf::error& reason) {
+          if (auto s = weak.lock()) {
+            {
+              std::lock_guard<std::mutex> guard{s->mtx};
+              if (s->stopping)
+                return;
+              s->gave_up = true;
+            }
+            runtime::log(runtime::log_level::error,
+                         "queue worker: handler supervisor gave up ({}); "
+                         "taking no more tasks",
+                         s->rt.system().render(reason));
+            s->cv.notify_all();
+          }
+        });
     return caf::none;
   }
 
@@ -197,12 +262,16 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   std::unordered_map<std::string, job_ptr> inflight;
   std::vector<job_ptr> to_finish;
+  // Read or reclaimed, not yet handed to a handler actor.
+  std::vector<job_ptr> to_run;
 
   void update_leases() {
     std::vector<std::pair<int, std::string>> xs;
-    xs.reserve(inflight.size());
+    xs.reserve(inflight.size() + to_run.size());
     for (auto& [entry, j] : inflight)
       xs.emplace_back(j->stream, entry);
+    for (auto& j : to_run)
+      xs.emplace_back(j->stream, j->entry);
     std::lock_guard<std::mutex> guard{lease_mtx};
     leased.swap(xs);
   }
@@ -213,8 +282,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 
   /// Turns one stream entry into a job to run or a record to finish.
-  void accept(int stream, const redisReply* e, uint64_t deliveries,
-              std::vector<job_ptr>& to_run) {
+  void accept(int stream, const redisReply* e, uint64_t deliveries) {
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
       return;
     auto j = std::make_shared<job>();
@@ -249,14 +317,19 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         j->key = std::string{val};
       } else if (key == "a") {
         j->attempt = static_cast<uint32_t>(std::max<long long>(1, num()));
-      } else if (key == "m") {
-        j->max_attempts = static_cast<uint32_t>(std::max<long long>(1, num()));
-      } else if (key == "b") {
-        j->backoff_ms = num();
-      } else if (key == "bm") {
-        j->backoff_max_ms = num();
-      } else if (key == "t") {
-        j->timeout_ms = num();
+      } else if (key == "o") {
+        j->options = std::string{val};
+        long long m = 1;
+        long long b = 0;
+        long long bm = 0;
+        long long t = 0;
+        if (std::sscanf(j->options.c_str(), "%lld %lld %lld %lld", &m, &b, &bm,
+                        &t) == 4) {
+          j->max_attempts = static_cast<uint32_t>(std::max<long long>(1, m));
+          j->backoff_ms = b;
+          j->backoff_max_ms = bm;
+          j->timeout_ms = t;
+        }
       }
     }
     j->attempt += static_cast<uint32_t>(deliveries > 0 ? deliveries - 1 : 0);
@@ -282,7 +355,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     to_run.push_back(j);
   }
 
-  void parse_read(const redisReply* r, std::vector<job_ptr>& to_run) {
+  void parse_read(const redisReply* r) {
     if (r->type != REDIS_REPLY_ARRAY)
       return;
     for (size_t s = 0; s < r->elements; ++s) {
@@ -296,13 +369,19 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           idx = i;
       auto* entries = pair->element[1];
       for (size_t i = 0; i < entries->elements; ++i)
-        accept(idx, entries->element[i], 1, to_run);
+        accept(idx, entries->element[i], 1);
     }
   }
 
-  void dispatch(std::vector<job_ptr>& to_run) {
-    if (to_run.empty())
+  /// Hands `to_run` to the live handler actors, least loaded first; keeps
+  /// it while none lives (the supervisor is restarting them).
+  void dispatch() {
+    bool any = std::any_of(pool.begin(), pool.end(),
+                           [](const caf::actor& a) { return a != nullptr; });
+    if (to_run.empty() || !any) {
+      update_leases();
       return;
+    }
     // Highest priority first.
     std::stable_sort(to_run.begin(), to_run.end(),
                      [](const job_ptr& a, const job_ptr& b) {
@@ -311,9 +390,12 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     auto now = steady_clock::now();
     std::vector<job_batch> batches(pool.size());
     for (auto& j : to_run) {
-      auto best = std::min_element(outstanding.begin(), outstanding.end()) -
-                  outstanding.begin();
-      j->actor = static_cast<size_t>(best);
+      size_t best = pool.size();
+      for (size_t i = 0; i < pool.size(); ++i)
+        if (pool[i] &&
+            (best == pool.size() || outstanding[i] < outstanding[best]))
+          best = i;
+      j->actor = best;
       j->started = now;
       ++outstanding[j->actor];
       inflight[j->entry] = j;
@@ -328,50 +410,55 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     update_leases();
   }
 
-  /// Moves due delayed tasks and reclaims entries of dead workers.
-  caf::error sweep(internal::connection& conn, std::vector<job_ptr>& to_run) {
-    auto p = conn.run(conn.eval(internal::script::promote, {k.delayed},
-                                {cfg.name_space, "1000"}));
+  /// Moves due delayed tasks, trims acknowledged entries and reclaims
+  /// entries of dead workers.
+  caf::error sweep(internal::connection& conn) {
+    // One round trip: promote, then reclaim from each stream. Reclaims
+    // more than one batch: every task of a dead worker is taken back by the
+    // first sweep after its visibility timeout.
+    conn.append(conn.eval(internal::script::promote, {k.delayed},
+                          {cfg.name_space, "1000", internal::group_name}));
+    auto count = std::to_string(std::max<size_t>(cfg.batch_size, 64));
+    auto idle = std::to_string(cfg.visibility_timeout.count());
+    for (int s = 0; s < 3; ++s)
+      conn.append(
+          conn.eval(internal::script::reclaim, {k.streams[s]},
+                    {cfg.name_space, internal::group_name, name, idle, count}));
+    if (auto err = conn.flush())
+      return err;
+    auto p = conn.next_reply();
     if (!p)
       return std::move(p.error());
+    if ((*p)->type == REDIS_REPLY_ERROR)
+      runtime::log(runtime::log_level::warning,
+                   "queue worker: sweep failed: {}",
+                   internal::render(p->get()));
     for (int s = 0; s < 3; ++s) {
-      auto r = conn.run({"XAUTOCLAIM", k.streams[s], internal::group_name, name,
-                         std::to_string(cfg.visibility_timeout.count()), "0-0",
-                         "COUNT", std::to_string(cfg.batch_size)});
+      auto r = conn.next_reply();
       if (!r)
         return std::move(r.error());
-      // Redis 6.2 answers [cursor, entries]; 7.0 adds [deleted ids].
-      if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements < 2)
+      // [entries, delivery counts]
+      auto* x = r->get();
+      if (x->type != REDIS_REPLY_ARRAY || x->elements != 2 ||
+          x->element[0]->type != REDIS_REPLY_ARRAY)
         continue;
-      auto* entries = (*r)->element[1];
-      if (entries->type != REDIS_REPLY_ARRAY || entries->elements == 0)
-        continue;
+      auto* entries = x->element[0];
+      auto* counts = x->element[1];
       for (size_t i = 0; i < entries->elements; ++i) {
         auto* e = entries->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 1)
           continue;
-        auto id = std::string{internal::str(e->element[0])};
-        conn.append(
-            {"XPENDING", k.streams[s], internal::group_name, id, id, "1"});
-      }
-      for (size_t i = 0; i < entries->elements; ++i) {
-        auto* e = entries->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1)
-          continue;
-        auto pr = conn.next_reply();
-        if (!pr)
-          return std::move(pr.error());
         uint64_t deliveries = 2;
-        auto* x = pr->get();
-        if (x->type == REDIS_REPLY_ARRAY && x->elements == 1 &&
-            x->element[0]->elements == 4)
-          deliveries =
-              static_cast<uint64_t>(x->element[0]->element[3]->integer);
+        if (counts->type == REDIS_REPLY_ARRAY && i < counts->elements &&
+            counts->element[i]->type == REDIS_REPLY_INTEGER)
+          deliveries = static_cast<uint64_t>(counts->element[i]->integer);
         auto entry = std::string{internal::str(e->element[0])};
-        if (inflight.count(entry) != 0)
+        if (inflight.count(entry) != 0 ||
+            std::any_of(to_run.begin(), to_run.end(),
+                        [&](const job_ptr& j) { return j->entry == entry; }))
           continue; // Ours already (a lease renewal came too late).
         ++reclaimed;
-        accept(s, e, deliveries, to_run);
+        accept(s, e, deliveries);
       }
     }
     return caf::none;
@@ -380,6 +467,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   std::vector<std::string> finish_command(internal::connection& conn) {
     std::vector<std::string> argv{cfg.name_space, internal::group_name,
                                   std::to_string(cfg.result_ttl.count())};
+    argv.reserve(3 + to_finish.size() * 7);
     for (auto& j : to_finish) {
       argv.push_back(j->kind);
       argv.push_back(std::to_string(j->stream));
@@ -387,11 +475,17 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       argv.push_back(j->id);
       argv.push_back(j->text);
       argv.push_back(j->key);
-      argv.push_back(std::to_string(j->attempt + 1));
-      argv.push_back(std::to_string(j->delay_ms));
-      argv.push_back(j->name);
-      argv.push_back(j->kind == "dead" ? j->payload : std::string{});
-      argv.push_back(std::to_string(j->attempt));
+      if (j->kind == "retry") {
+        argv.push_back(std::to_string(j->attempt + 1));
+        argv.push_back(std::to_string(j->delay_ms));
+        argv.push_back(j->payload);
+        argv.push_back(j->options);
+        argv.push_back(j->name);
+      } else if (j->kind == "dead") {
+        argv.push_back(j->name);
+        argv.push_back(j->payload);
+        argv.push_back(std::to_string(j->attempt));
+      }
       argv.push_back(std::to_string(j->effects.size()));
       for (auto& e : j->effects) {
         argv.push_back(std::to_string(e.size()));
@@ -401,14 +495,30 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     return conn.eval(internal::script::finish, {}, std::move(argv));
   }
 
-  void collect(bool& stop_now) {
+  /// Fails the jobs of slot `idx` (its actor died) or of every slot
+  /// (`idx` npos: the pool gave up), for a retry.
+  void abandon(size_t idx, const char* reason) {
+    for (auto& [entry, j] : inflight)
+      if ((idx == npos || j->actor == idx) && !j->abandoned) {
+        j->abandoned = true;
+        fail(*j, reason, false);
+        to_finish.push_back(j);
+      }
+  }
+
+  static constexpr size_t npos = static_cast<size_t>(-1);
+
+  void collect(bool& stop_now, bool& pool_gone) {
     std::vector<job_ptr> finished;
-    std::vector<size_t> deaths;
+    std::vector<std::pair<size_t, caf::actor_id>> deaths;
+    std::vector<std::pair<size_t, caf::actor>> started;
     {
       std::lock_guard<std::mutex> guard{mtx};
       finished.swap(done);
       deaths.swap(died);
+      started.swap(fresh);
       stop_now = stopping;
+      pool_gone = gave_up;
     }
     for (auto& j : finished) {
       if (j->actor < outstanding.size() && outstanding[j->actor] > 0)
@@ -418,21 +528,31 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       inflight.erase(j->entry);
       to_finish.push_back(j);
     }
-    for (auto idx : deaths) {
+    for (auto [idx, id] : deaths) {
+      if (idx >= pool.size() || !pool[idx] || pool[idx].id() != id)
+        continue;
       ++restarts;
       runtime::log(runtime::log_level::warning,
-                   "queue worker: handler actor {} died; restarting", idx);
-      for (auto& [entry, j] : inflight)
-        if (j->actor == idx && !j->abandoned) {
-          j->abandoned = true;
-          fail(*j, "handler actor died", false);
-          to_finish.push_back(j);
-        }
+                   "queue worker: handler actor {} died; the supervisor "
+                   "restarts it",
+                   idx);
+      pool[idx] = nullptr;
       outstanding[idx] = 0;
-      if (auto err = spawn_actor(idx))
-        runtime::log(runtime::log_level::error,
-                     "queue worker: cannot restart handler actor: {}",
-                     rt.system().render(err));
+      abandon(idx, "handler actor died");
+    }
+    for (auto& [idx, hdl] : started) {
+      pool[idx] = std::move(hdl);
+      outstanding[idx] = 0;
+    }
+    if (pool_gone) {
+      if (!gave_up_flag.exchange(true)) {
+        std::fill(pool.begin(), pool.end(), caf::actor{});
+        abandon(npos, "handler pool gave up");
+      }
+      // Never started: left pending without a lease, so that another
+      // worker reclaims them after the visibility timeout (no attempt
+      // spent).
+      to_run.clear();
     }
     auto now = steady_clock::now();
     for (auto& [entry, j] : inflight)
@@ -444,14 +564,18 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       }
     for (auto& j : to_finish)
       inflight.erase(j->entry);
-    if (!finished.empty() || !deaths.empty())
+    if (!finished.empty() || !deaths.empty() || pool_gone)
       update_leases();
+    if (!started.empty())
+      dispatch();
   }
 
   void wait_for_completion(milliseconds max) {
     std::unique_lock<std::mutex> guard{mtx};
-    cv.wait_for(guard, max,
-                [&] { return !done.empty() || !died.empty() || stopping; });
+    cv.wait_for(guard, max, [&] {
+      return !done.empty() || !died.empty() || !fresh.empty() || stopping ||
+             gave_up;
+    });
   }
 
   void read_loop() {
@@ -459,14 +583,20 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     auto backoff = milliseconds{10};
     bool lost = false;
     auto next_sweep = steady_clock::now();
-    std::vector<job_ptr> to_run;
+    // Waits end by the next sweep, so that reclaiming is never late.
+    auto until_sweep = [&](milliseconds most) {
+      auto left = std::chrono::duration_cast<milliseconds>(next_sweep -
+                                                           steady_clock::now());
+      return std::clamp(left, milliseconds{1}, most);
+    };
     for (;;) {
       bool stop_now = false;
-      collect(stop_now);
-      if (stop_now) {
+      bool pool_gone = false;
+      collect(stop_now, pool_gone);
+      if (stop_now || pool_gone) {
         if (inflight.empty() && to_finish.empty())
           break;
-        if (steady_clock::now() > stop_deadline)
+        if (stop_now && steady_clock::now() > stop_deadline)
           break;
       }
       if (!conn.connected()) {
@@ -482,25 +612,28 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         lost = false;
         backoff = milliseconds{10};
       }
-      if (!stop_now && steady_clock::now() >= next_sweep) {
+      bool taking = !stop_now && !pool_gone;
+      if (taking && steady_clock::now() >= next_sweep) {
         next_sweep = steady_clock::now() + cfg.sweep_interval;
-        if (sweep(conn, to_run)) {
+        auto before = to_run.size();
+        if (sweep(conn)) {
           lost = true;
           continue;
         }
+        if (to_run.size() > before)
+          dispatch();
       }
-      auto room = inflight.size() + to_run.size() < cfg.batch_size
-                      ? cfg.batch_size - inflight.size() - to_run.size()
-                      : size_t{0};
-      bool read = !stop_now && room > 0;
+      auto busy = inflight.size() + to_run.size();
+      auto room = busy < cfg.batch_size ? cfg.batch_size - busy : size_t{0};
+      bool read = taking && room > 0;
       bool finish = !to_finish.empty();
       bool may_block = inflight.empty() && !finish && to_run.empty();
       if (!read && !finish) {
-        dispatch(to_run);
-        wait_for_completion(std::min(cfg.sweep_interval, milliseconds{50}));
+        dispatch();
+        wait_for_completion(until_sweep(milliseconds{50}));
         continue;
       }
-      auto block = std::min(cfg.sweep_interval, milliseconds{100});
+      auto block = until_sweep(milliseconds{100});
       if (finish)
         conn.append(finish_command(conn));
       if (read) {
@@ -566,15 +699,15 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           continue;
         }
         auto before = to_run.size();
-        parse_read(r->get(), to_run);
-        if (to_run.size() > before || !to_finish.empty())
-          call_hook(fault_point::before_handle);
+        parse_read(r->get());
         bool got = to_run.size() > before || !to_finish.empty();
-        dispatch(to_run);
+        if (got)
+          call_hook(fault_point::before_handle);
+        dispatch();
         if (!got && !may_block && !inflight.empty())
-          wait_for_completion(milliseconds{20});
+          wait_for_completion(until_sweep(milliseconds{20}));
       } else {
-        dispatch(to_run);
+        dispatch();
       }
     }
   }
@@ -653,10 +786,8 @@ caf::error worker::start() {
     if (auto err = probe.connect())
       return err;
   }
-  st.outstanding.assign(st.cfg.concurrency, 0);
-  for (size_t i = 0; i < st.cfg.concurrency; ++i)
-    if (auto err = st.spawn_actor(i))
-      return err;
+  if (auto err = st.spawn_pool())
+    return err;
   st.started = true;
   st.reader = std::thread{[ptr = impl_] { ptr->read_loop(); }};
   st.heartbeat = std::thread{[ptr = impl_] { ptr->heartbeat_loop(); }};
@@ -684,8 +815,8 @@ void worker::stop(caf::timespan deadline) {
   st.cv.notify_all();
   if (st.heartbeat.joinable())
     st.heartbeat.join();
-  for (auto& a : st.pool)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(st.supervisor, caf::exit_reason::user_shutdown);
+  st.supervisor = nullptr;
   st.pool.clear();
   st.started = false;
 }
@@ -699,7 +830,12 @@ worker_stats worker::stats() const {
   out.reclaimed = st.reclaimed.load();
   out.reconnects = st.reconnects.load();
   out.handler_restarts = st.restarts.load();
+  out.gave_up = st.gave_up_flag.load();
   return out;
+}
+
+caf::actor worker::handler_supervisor() const {
+  return impl_->supervisor;
 }
 
 } // namespace actorbus::queue

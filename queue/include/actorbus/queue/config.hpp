@@ -49,6 +49,18 @@ struct queue_config {
 
   /// Upper bound of the exponential backoff between reconnect attempts.
   std::chrono::milliseconds reconnect_backoff_max{1'000};
+
+  /// Restart intensity of the supervisor of a worker's handler actors: a
+  /// restart beyond `handler_max_restarts` within `handler_restart_period`
+  /// makes the worker give up (it stops taking tasks, hands those it holds
+  /// back to the queue as retries, and reports `worker_stats::gave_up`).
+  std::size_t handler_max_restarts = 10;
+  std::chrono::milliseconds handler_restart_period{10'000};
+
+  /// Pause before restarting a handler actor, doubling with each
+  /// consecutive restart up to `handler_restart_backoff_max`.
+  std::chrono::milliseconds handler_restart_backoff{10};
+  std::chrono::milliseconds handler_restart_backoff_max{1'000};
 };
 
 } // namespace actorbus::queue

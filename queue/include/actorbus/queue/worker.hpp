@@ -8,9 +8,12 @@
 // one), and acknowledges finished tasks in one pipelined script per batch,
 // together with their results, retries, dead letters and effects. A second
 // thread renews the leases of in-flight tasks, so a long handler is never
-// reclaimed while its process lives. A handler actor that dies is replaced
-// and its task retried. When Redis goes away the worker reconnects with
-// exponential backoff and keeps what it has not acknowledged.
+// reclaimed while its process lives. The handler actors run under an
+// `actors::supervisor` (one_for_one, with the restart intensity and backoff
+// of `queue_config`): one that dies is restarted and its tasks retried; past
+// the intensity the worker gives up and hands its tasks back. When Redis goes
+// away the worker reconnects with exponential backoff and keeps what it has not
+// acknowledged.
 //
 // Register every handler before `start()`. `start`, `stop` and `stats` are
 // thread-safe. Handlers run concurrently with each other.
@@ -21,6 +24,7 @@
 #include "actorbus/queue/fwd.hpp"
 #include "actorbus/runtime/fwd.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
@@ -102,6 +106,9 @@ struct worker_stats {
   uint64_t reclaimed = 0;
   uint64_t reconnects = 0;
   uint64_t handler_restarts = 0;
+  /// The handler supervisor exceeded its restart intensity: this worker
+  /// takes no more tasks.
+  bool gave_up = false;
 };
 
 class worker {
@@ -147,6 +154,11 @@ public:
 
   /// A unique consumer name of this worker in the consumer group.
   const std::string& consumer() const;
+
+  /// The `actors::supervisor` of the handler actors (children
+  /// "handler-0" ... "handler-<concurrency - 1>"), to query or monitor;
+  /// invalid before `start()`.
+  caf::actor handler_supervisor() const;
 
   /// Test hook called at each `fault_point` (from the reading thread).
   void on_fault_point(std::function<void(fault_point)> hook);
