@@ -9,11 +9,19 @@
 //   caf::expected<int> w = sut.get_or_compute("b", [] { return load_b(); },
 //                                             1s);
 //
-// Each shard is an actor that owns its entries, so no lock is shared between
-// callers; a key always lives in shard hash(key) % shards. `capacity` is per
-// cache and split evenly over the shards; inserting into a full shard
-// evicts its least recently used entry. An entry older than `ttl` is gone
-// (counted as a miss and an expiry). Times are on the actor clock.
+// Each shard is an actor that owns its entries; a key always lives in shard
+// hash(key) % shards. `capacity` is per cache and split evenly over the
+// shards; inserting into a full shard evicts its least recently used entry.
+// An entry older than `ttl` is gone (counted as a miss and an expiry).
+// Times are on the actor clock.
+//
+// Reads take a fast path: a hit is read by the calling thread under the
+// shard's shared lock, with no message to the shard, and recorded in a small
+// lossy ring that the shard replays into its LRU order before it evicts (so
+// under very heavy reads a few hits may not refresh their entry). Misses,
+// expired entries, writes and computations go through the shard actor. A
+// get that follows a put or erase from the same thread sees it: while a
+// shard has writes in flight, its reads go through the actor too.
 //
 // Single flight: concurrent `get_or_compute` calls that miss on one key
 // compute once. The first caller is told to compute (on its own thread, so
@@ -30,6 +38,7 @@
 #include "actorbus/actors/caller_pool.hpp"
 
 #include <caf/actor.hpp>
+#include <caf/actor_clock.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
 #include <caf/event_based_actor.hpp>
@@ -38,13 +47,17 @@
 #include <caf/send.hpp>
 #include <caf/timespan.hpp>
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -83,61 +96,113 @@ using cache_fail_atom = caf::atom_constant<caf::atom("abCFail")>;
 using cache_expire_atom = caf::atom_constant<caf::atom("abCExpire")>;
 using cache_stats_atom = caf::atom_constant<caf::atom("abCStats")>;
 
-/// One shard: entries, LRU order, flights of running computations.
+using cache_drain_atom = caf::atom_constant<caf::atom("abCDrain")>;
+
+/// The entries of one shard. The shard actor alone changes them (under the
+/// exclusive lock) and alone keeps the LRU order; any thread may read them
+/// under the shared lock and records its hits in `recent`, a small lossy
+/// ring the actor replays into the LRU order (the Caffeine approach).
 template <class K, class V>
-caf::behavior cache_shard(caf::event_based_actor* self, std::size_t capacity,
-                          caf::timespan ttl, caf::timespan compute_timeout) {
+struct cache_table {
   struct entry {
     V value;
     caf::actor_clock::time_point expires;
-    typename std::list<K>::iterator pos;
+    typename std::list<K>::iterator pos; // shard actor only
   };
+
+  static constexpr std::size_t ring_size = 256;
+
+  std::shared_mutex mtx;
+  std::unordered_map<K, entry> map; // written under the exclusive lock
+  std::list<K> lru;                 // front = most recent; actor only
+  std::array<std::atomic<entry*>, ring_size> recent{};
+  std::atomic<uint64_t> fast_hits{0};
+  /// Puts and erases sent to the actor but not applied yet: while any are
+  /// pending, reads take the actor's path, so that a get sees the writes
+  /// that the same thread sent before it.
+  std::atomic<int64_t> pending{0};
+  std::atomic<bool> drain_asked{false};
+
+  /// Records a hit on `e`; call under the shared lock. True when the
+  /// caller should ask the actor to drain the ring.
+  bool record(entry* e) {
+    auto n = fast_hits.fetch_add(1, std::memory_order_relaxed);
+    recent[n % ring_size].store(e, std::memory_order_release);
+    return n % (ring_size / 2) == ring_size / 2 - 1 &&
+           !drain_asked.exchange(true, std::memory_order_relaxed);
+  }
+
+  /// Replays the recorded hits into the LRU order; actor only. Entries
+  /// are erased only after a drain under the exclusive lock, so every
+  /// pointer in the ring is valid.
+  void drain() {
+    drain_asked.store(false, std::memory_order_relaxed);
+    for (auto& slot : recent)
+      if (auto e = slot.exchange(nullptr, std::memory_order_acquire))
+        lru.splice(lru.begin(), lru, e->pos);
+  }
+};
+
+/// One shard: entries, LRU order, flights of running computations.
+template <class K, class V>
+caf::behavior cache_shard(caf::event_based_actor* self,
+                          std::shared_ptr<cache_table<K, V>> tb,
+                          std::size_t capacity, caf::timespan ttl,
+                          caf::timespan compute_timeout) {
+  using entry = typename cache_table<K, V>::entry;
   struct flight {
     uint64_t ticket;
     std::vector<caf::response_promise> waiters;
   };
   struct state {
-    std::list<K> lru; // front = most recent
-    std::unordered_map<K, entry> map;
     std::unordered_map<K, flight> flights;
     uint64_t next_ticket = 1;
     std::vector<uint64_t> counters = std::vector<uint64_t>(6, 0);
   };
   auto st = std::make_shared<state>();
+  // Removes entry `i`; drains first so no recorded hit points at it.
+  auto remove = [tb](typename std::unordered_map<K, entry>::iterator i) {
+    std::unique_lock<std::shared_mutex> guard{tb->mtx};
+    tb->drain();
+    tb->lru.erase(i->second.pos);
+    tb->map.erase(i);
+  };
   // Looks `key` up; counts a hit or a miss.
-  auto lookup = [self, st, ttl](const K& key) -> entry* {
-    auto i = st->map.find(key);
-    if (i == st->map.end()) {
+  auto lookup = [self, st, tb, ttl, remove](const K& key) -> entry* {
+    auto i = tb->map.find(key);
+    if (i == tb->map.end()) {
       ++st->counters[1];
       return nullptr;
     }
     if (ttl.count() > 0 && self->clock().now() >= i->second.expires) {
-      st->lru.erase(i->second.pos);
-      st->map.erase(i);
+      remove(i);
       ++st->counters[1];
       ++st->counters[3];
       return nullptr;
     }
-    st->lru.splice(st->lru.begin(), st->lru, i->second.pos);
+    tb->lru.splice(tb->lru.begin(), tb->lru, i->second.pos);
     ++st->counters[0];
     return &i->second;
   };
-  auto store = [self, st, ttl, capacity](const K& key, const V& value) {
+  auto store = [self, st, tb, ttl, capacity](const K& key, const V& value) {
     auto expires = self->clock().now() + ttl;
-    auto i = st->map.find(key);
-    if (i != st->map.end()) {
+    std::unique_lock<std::shared_mutex> guard{tb->mtx};
+    auto i = tb->map.find(key);
+    if (i != tb->map.end()) {
       i->second.value = value;
       i->second.expires = expires;
-      st->lru.splice(st->lru.begin(), st->lru, i->second.pos);
+      tb->lru.splice(tb->lru.begin(), tb->lru, i->second.pos);
       return;
     }
-    if (st->map.size() >= capacity && !st->lru.empty()) {
-      st->map.erase(st->lru.back());
-      st->lru.pop_back();
+    if (tb->map.size() >= capacity && !tb->lru.empty()) {
+      // Replay recent hits first: the victim is the true LRU entry.
+      tb->drain();
+      tb->map.erase(tb->lru.back());
+      tb->lru.pop_back();
       ++st->counters[2];
     }
-    st->lru.push_front(key);
-    st->map.emplace(key, entry{value, expires, st->lru.begin()});
+    tb->lru.push_front(key);
+    tb->map.emplace(key, entry{value, expires, tb->lru.begin()});
   };
   // Answers every waiter of `key`'s flight with `msg`, ends the flight.
   auto land = [st](const K& key, const caf::message& msg) {
@@ -154,17 +219,18 @@ caf::behavior cache_shard(caf::event_based_actor* self, std::size_t capacity,
           return {e->value};
         return {};
       },
-      [store, land](cache_put_atom, const K& key, const V& value) {
+      [tb, store, land](cache_put_atom, const K& key, const V& value) {
         store(key, value);
+        tb->pending.fetch_sub(1, std::memory_order_release);
         land(key, caf::make_message(value));
       },
-      [st](cache_erase_atom, const K& key) {
-        auto i = st->map.find(key);
-        if (i != st->map.end()) {
-          st->lru.erase(i->second.pos);
-          st->map.erase(i);
-        }
+      [tb, remove](cache_erase_atom, const K& key) {
+        auto i = tb->map.find(key);
+        if (i != tb->map.end())
+          remove(i);
+        tb->pending.fetch_sub(1, std::memory_order_release);
       },
+      [tb](cache_drain_atom) { tb->drain(); },
       // Reply: (value) on a hit or when a running computation lands, or
       // (claim_atom, ticket) when the caller must compute.
       [self, st, lookup, compute_timeout](cache_claim_atom, const K& key) {
@@ -195,9 +261,10 @@ caf::behavior cache_shard(caf::event_based_actor* self, std::size_t capacity,
                         caf::sec::request_timeout,
                         "cache: the computation did not finish in time")));
       },
-      [st](cache_stats_atom) {
+      [st, tb](cache_stats_atom) {
         auto out = st->counters;
-        out[5] = st->map.size();
+        out[0] += tb->fast_hits.load(std::memory_order_relaxed);
+        out[5] = tb->map.size();
         return out;
       },
   };
@@ -211,14 +278,17 @@ template <class K, class V, class Hash = std::hash<K>>
 class cache {
 public:
   cache(caf::actor_system& sys, cache_config cfg = {})
-      : callers_(sys)
+      : clock_(sys.clock())
+      , callers_(sys)
       , cfg_(cfg) {
     if (cfg_.shards < 1)
       cfg_.shards = 1;
     auto per_shard = std::max<std::size_t>(1, cfg_.capacity / cfg_.shards);
-    for (std::size_t i = 0; i < cfg_.shards; ++i)
-      shards_.push_back(sys.spawn(detail::cache_shard<K, V>, per_shard,
-                                  cfg_.ttl, cfg_.compute_timeout));
+    for (std::size_t i = 0; i < cfg_.shards; ++i) {
+      tables_.push_back(std::make_shared<detail::cache_table<K, V>>());
+      shards_.push_back(sys.spawn(detail::cache_shard<K, V>, tables_.back(),
+                                  per_shard, cfg_.ttl, cfg_.compute_timeout));
+    }
   }
 
   ~cache() {
@@ -231,6 +301,8 @@ public:
 
   /// The value of `key`, or an empty optional on a miss.
   caf::expected<std::optional<V>> get(const K& key, caf::timespan timeout) {
+    if (auto v = try_read(key))
+      return v;
     auto r = callers_.with([&](runtime::caller& c) {
       return c.call<std::vector<V>>(shard(key), timeout,
                                     detail::cache_get_atom::value, key);
@@ -245,18 +317,24 @@ public:
   /// Stores `value` under `key` (asynchronous; ordered with later calls
   /// from the same thread).
   void put(const K& key, const V& value) {
-    caf::anon_send(shard(key), detail::cache_put_atom::value, key, value);
+    auto i = index(key);
+    tables_[i]->pending.fetch_add(1, std::memory_order_acq_rel);
+    caf::anon_send(shards_[i], detail::cache_put_atom::value, key, value);
   }
 
-  /// Removes `key` (asynchronous).
+  /// Removes `key` (asynchronous; ordered like `put`).
   void erase(const K& key) {
-    caf::anon_send(shard(key), detail::cache_erase_atom::value, key);
+    auto i = index(key);
+    tables_[i]->pending.fetch_add(1, std::memory_order_acq_rel);
+    caf::anon_send(shards_[i], detail::cache_erase_atom::value, key);
   }
 
   /// The value of `key`; on a miss, `fn()` (returning V or
   /// caf::expected<V>) computes it once for all concurrent callers.
   template <class F>
   caf::expected<V> get_or_compute(const K& key, F fn, caf::timespan timeout) {
+    if (auto v = try_read(key))
+      return std::move(*v);
     auto dest = caf::actor_cast<caf::strong_actor_ptr>(shard(key));
     auto reply = callers_.with([&](runtime::caller& c) {
       return c.call_impl(
@@ -307,12 +385,40 @@ public:
   }
 
 private:
-  const caf::actor& shard(const K& key) const {
-    return shards_[Hash{}(key) % shards_.size()];
+  std::size_t index(const K& key) const {
+    return Hash{}(key) % shards_.size();
   }
 
+  const caf::actor& shard(const K& key) const {
+    return shards_[index(key)];
+  }
+
+  /// The fast path: a hit read under the shard's shared lock, with no
+  /// message to the shard. Nothing on a miss, an expired entry or while
+  /// writes to the shard are pending: the caller asks the shard then.
+  std::optional<V> try_read(const K& key) {
+    auto i = index(key);
+    auto& tb = *tables_[i];
+    if (tb.pending.load(std::memory_order_acquire) != 0)
+      return std::nullopt;
+    std::shared_lock<std::shared_mutex> guard{tb.mtx};
+    auto e = tb.map.find(key);
+    if (e == tb.map.end())
+      return std::nullopt;
+    if (cfg_.ttl.count() > 0 && clock_.now() >= e->second.expires)
+      return std::nullopt;
+    std::optional<V> out{e->second.value};
+    auto ask = tb.record(&e->second);
+    guard.unlock();
+    if (ask)
+      caf::anon_send(shards_[i], detail::cache_drain_atom::value);
+    return out;
+  }
+
+  caf::actor_clock& clock_;
   caller_pool callers_;
   cache_config cfg_;
+  std::vector<std::shared_ptr<detail::cache_table<K, V>>> tables_;
   std::vector<caf::actor> shards_;
 };
 
