@@ -132,4 +132,62 @@ TEST_F(cache_test,
   EXPECT_EQ(get("k"), 7);
 }
 
+TEST_F(cache_test, hits_read_without_the_shard_still_refresh_recency) {
+  start({.capacity = 3, .shards = 1});
+  sut->put("a", 1);
+  sut->put("b", 2);
+  sut->put("c", 3);
+  // A round trip to the shard: the puts are applied, reads take the fast
+  // path from here on.
+  ASSERT_TRUE(sut->stats(long_wait));
+  for (int i = 0; i < 1000; ++i)
+    ASSERT_EQ(get("a"), 1);
+  ASSERT_EQ(get("c"), 3);
+  sut->put("d", 4); // evicts b: a and c were read after it
+  EXPECT_EQ(get("b"), std::nullopt);
+  EXPECT_EQ(get("a"), 1);
+  EXPECT_EQ(get("c"), 3);
+  auto st = sut->stats(long_wait);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->hits, 1003u) << "fast hits are counted";
+  EXPECT_EQ(st->evictions, 1u);
+}
+
+TEST_F(cache_test, a_get_after_a_put_from_the_same_thread_sees_the_new_value) {
+  start({.capacity = 8, .shards = 2});
+  sut->put("k", 1);
+  ASSERT_TRUE(sut->stats(long_wait));
+  for (int i = 2; i < 200; ++i) {
+    sut->put("k", i);
+    ASSERT_EQ(get("k"), i) << "no stale read of the previous value";
+  }
+}
+
+TEST_F(cache_test, readers_and_an_evicting_writer_run_concurrently) {
+  start({.capacity = 40, .shards = 4});
+  std::atomic<bool> stop{false};
+  std::vector<std::future<int>> readers;
+  for (int t = 0; t < 3; ++t)
+    readers.push_back(std::async(std::launch::async, [&] {
+      int wrong = 0;
+      for (int i = 0; !stop.load(); i = (i + 1) % 200) {
+        auto r = sut->get(std::to_string(i), long_wait);
+        if (!r || (*r && **r != i * 10))
+          ++wrong;
+      }
+      return wrong;
+    }));
+  for (int round = 0; round < 10; ++round)
+    for (int i = 0; i < 200; ++i)
+      sut->put(std::to_string(i), i * 10);
+  ASSERT_TRUE(sut->stats(long_wait));
+  stop = true;
+  for (auto& r : readers)
+    EXPECT_EQ(r.get(), 0) << "every read is a miss or the stored value";
+  auto st = sut->stats(long_wait);
+  ASSERT_TRUE(st);
+  EXPECT_LE(st->size, 40u);
+  EXPECT_GT(st->evictions, 0u);
+}
+
 } // namespace
