@@ -23,6 +23,7 @@
 #include <map>
 #include <optional>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_map>
 
 namespace actorbus::bus {
@@ -128,7 +129,8 @@ struct topic_entry {
 
   const std::string name;
   std::atomic<uint64_t> published{0};
-  std::atomic<uint64_t> delivered{0};
+  // Written by the couriers: kept off the publishers' cache line.
+  alignas(64) std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> dropped{0};
   std::atomic<uint64_t> dead_lettered{0};
   // Guarded by bus_core::mtx_: written under the exclusive lock only.
@@ -195,6 +197,32 @@ private:
   size_t count_ = 0;
 };
 
+/// A lock for critical sections of a few dozen instructions that a
+/// publisher and a courier on different cores take: contention costs a
+/// short spin instead of a futex sleep and wake-up (std::mutex).
+class spin_mutex {
+public:
+  void lock() noexcept {
+    for (int spins = 0; flag_.exchange(true, std::memory_order_acquire);) {
+      while (flag_.load(std::memory_order_relaxed))
+        if (++spins > 64)
+          std::this_thread::yield(); // the holder may be descheduled
+    }
+  }
+
+  bool try_lock() noexcept {
+    return !flag_.load(std::memory_order_relaxed) &&
+           !flag_.exchange(true, std::memory_order_acquire);
+  }
+
+  void unlock() noexcept {
+    flag_.store(false, std::memory_order_release);
+  }
+
+private:
+  std::atomic<bool> flag_{false};
+};
+
 /// Result of offering an item to one subscription.
 enum class push_result { queued, dropped, refused, inactive };
 
@@ -259,10 +287,11 @@ public:
   // event to the actor), so that cancel can wait for a running callback.
   std::timed_mutex delivering_;
 
-  mutable std::mutex mtx_;
-  std::condition_variable not_full_;
+  // Taken per publish and per drained batch; waits use the _any variables.
+  mutable spin_mutex mtx_;
+  std::condition_variable_any not_full_;
   // Signalled when an actor acknowledges an event while a cancel waits.
-  std::condition_variable acked_;
+  std::condition_variable_any acked_;
   item_ring queue_;
   // Owned by the courier: the batch being handled.
   std::vector<item> batch_;
@@ -278,11 +307,35 @@ public:
 
 private:
   void deliver_batch();
+  void deliver_one(item& x);
   void deliver_to_actor(caf::event_based_actor* self, item& x);
   void finish_one_in_flight(caf::event_based_actor* self);
 };
 
 thread_local const subscriber_state* current_subscription = nullptr;
+
+// Generations come from one counter for every bus, so that a (bus,
+// generation) pair never repeats, not even for a bus created at the address
+// of a destroyed one.
+std::atomic<uint64_t> generation_counter{0};
+
+uint64_t next_generation() {
+  return generation_counter.fetch_add(1) + 1;
+}
+
+/// The topic a thread published to last, so that publishing on it again
+/// needs no hash, no bus lock: valid while the bus's generation is the one
+/// seen. Holds no strong reference (a weak one to the subscriber list), so
+/// it keeps no subscriber alive.
+struct last_topic_cache {
+  const bus_core* core = nullptr;
+  uint64_t generation = 0;
+  std::string topic;
+  topic_entry* entry = nullptr;
+  std::weak_ptr<const std::vector<std::shared_ptr<subscriber_state>>> subs;
+};
+
+thread_local last_topic_cache last_topic;
 
 class bus_core : public std::enable_shared_from_this<bus_core> {
 public:
@@ -357,9 +410,10 @@ private:
   std::unordered_map<std::string, std::unique_ptr<topic_entry>, string_hash,
                      std::equal_to<>>
       topics_;
-  // Bumped by every subscribe and unsubscribe; entries with an older
-  // generation rebuild their subscriber list on the next publish.
-  uint64_t generation_ = 1;
+  // Renewed by every subscribe and unsubscribe; entries with an older
+  // generation rebuild their subscriber list on the next publish. Written
+  // under the exclusive lock; read without it by the per-thread cache.
+  std::atomic<uint64_t> generation_{next_generation()};
   std::unordered_map<subscriber_state*, std::shared_ptr<subscriber_state>>
       subs_;
   mutable std::mutex retained_mtx_;
@@ -480,60 +534,46 @@ bool subscriber_state::await_acks(
   return true;
 }
 
+void subscriber_state::deliver_one(item& x) {
+  if (!active_.load(std::memory_order_relaxed)) {
+    if (x.sink)
+      x.sink->fail();
+    core_->dead_letter(x, dead_letter_reason::subscriber_down, pattern_,
+                       "subscription cancelled");
+    return;
+  }
+  delivery d{&x.topic->name, &x.publisher, &x.event};
+  std::string failure;
+  auto reason = dead_letter_reason::handler_failed;
+  try {
+    auto reply = fn_(d);
+    if (reply) {
+      bus_core::delivered(*this, x);
+      if (x.sink)
+        x.sink->offer(*reply);
+      return;
+    }
+    reason = dead_letter_reason::type_mismatch;
+    failure = "the subscriber expects another type";
+  } catch (const std::exception& e) {
+    failure = e.what();
+    if (failure.empty())
+      failure = "exception";
+  } catch (...) {
+    failure = "unknown exception";
+  }
+  if (x.sink)
+    x.sink->fail();
+  core_->dead_letter(x, reason, pattern_, std::move(failure));
+}
+
 void subscriber_state::deliver_batch() {
   // One lock for the batch: cancel waits for the callback running now; the
   // items after it see `active_` false and become dead letters.
   std::unique_lock<std::timed_mutex> guard{delivering_};
   current_subscription = this;
-  uint64_t ok = 0;
-  topic_entry* run_topic = nullptr;
-  uint64_t run = 0;
-  auto flush = [&] {
-    if (run_topic != nullptr && run > 0)
-      run_topic->delivered.fetch_add(run, std::memory_order_relaxed);
-    run = 0;
-  };
-  for (auto& x : batch_) {
-    if (!active_.load(std::memory_order_relaxed)) {
-      if (x.sink)
-        x.sink->fail();
-      core_->dead_letter(x, dead_letter_reason::subscriber_down, pattern_,
-                         "subscription cancelled");
-      continue;
-    }
-    delivery d{&x.topic->name, &x.publisher, &x.event};
-    std::string failure;
-    auto reason = dead_letter_reason::handler_failed;
-    try {
-      auto reply = fn_(d);
-      if (reply) {
-        ++ok;
-        if (x.topic != run_topic) {
-          flush();
-          run_topic = x.topic;
-        }
-        ++run;
-        if (x.sink)
-          x.sink->offer(*reply);
-      } else {
-        reason = dead_letter_reason::type_mismatch;
-        failure = "the subscriber expects another type";
-      }
-    } catch (const std::exception& e) {
-      failure = e.what();
-      if (failure.empty())
-        failure = "exception";
-    } catch (...) {
-      failure = "unknown exception";
-    }
-    if (!failure.empty()) {
-      if (x.sink)
-        x.sink->fail();
-      core_->dead_letter(x, reason, pattern_, std::move(failure));
-    }
-  }
-  flush();
-  delivered_.fetch_add(ok, std::memory_order_relaxed);
+  for (auto& x : batch_)
+    deliver_one(x);
   current_subscription = nullptr;
 }
 
@@ -673,16 +713,29 @@ void bus_core::refresh(topic_entry& e) {
   for (auto* s : found)
     subs->push_back(subs_.at(s));
   e.subs = std::move(subs);
-  e.generation = generation_;
+  e.generation = generation_.load();
 }
 
 caf::expected<std::pair<topic_entry*, bus_core::subs_ptr>>
 bus_core::lookup(std::string_view topic) {
+  auto& last = last_topic;
+  if (last.core == this && last.generation == generation_.load() &&
+      last.topic == topic)
+    if (auto subs = last.subs.lock()) // null if unsubscribed meanwhile
+      return std::make_pair(last.entry, std::move(subs));
+  auto found = [&](topic_entry& e) {
+    last.core = this;
+    last.generation = e.generation;
+    last.topic.assign(topic.data(), topic.size());
+    last.entry = &e;
+    last.subs = e.subs;
+    return std::make_pair(&e, e.subs);
+  };
   {
     std::shared_lock guard{mtx_};
     if (auto i = topics_.find(topic);
-        i != topics_.end() && i->second->generation == generation_)
-      return std::make_pair(i->second.get(), i->second->subs);
+        i != topics_.end() && i->second->generation == generation_.load())
+      return found(*i->second);
   }
   if (!is_valid_topic(topic))
     return make_error(errc::invalid_topic, std::string{topic});
@@ -693,9 +746,9 @@ bus_core::lookup(std::string_view topic) {
             .emplace(std::string{topic}, std::make_unique<topic_entry>(topic))
             .first;
   auto& e = *i->second;
-  if (e.generation != generation_)
+  if (e.generation != generation_.load())
     refresh(e);
-  return std::make_pair(&e, e.subs);
+  return found(e);
 }
 
 caf::error bus_core::publish(std::string_view topic, caf::message event,
@@ -828,7 +881,7 @@ caf::expected<subscription> bus_core::subscribe(std::string_view pattern,
   }
   index_.insert(state->pattern_, state.get());
   subs_.emplace(state.get(), state);
-  ++generation_;
+  generation_.store(next_generation());
   // Retained values of matching topics go first, in topic order.
   std::map<std::string_view, topic_entry*> retained;
   {
@@ -855,7 +908,7 @@ void bus_core::remove(subscriber_state* sub) {
   keep = std::move(i->second);
   subs_.erase(i);
   index_.erase(sub->pattern_, sub);
-  ++generation_;
+  generation_.store(next_generation());
   // Drop cached lists now: they hold strong references to `sub`.
   for (auto& [name, e] : topics_) {
     e->subs.reset();

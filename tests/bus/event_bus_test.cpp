@@ -226,7 +226,7 @@ TEST_F(event_bus_test,
   run();
   sut.publish("t", 2);
   sut.publish("t", 3);
-  sub->cancel();
+  EXPECT_TRUE(sub->cancel());
   EXPECT_FALSE(sub->active());
   sut.publish("t", 4);
   run();

@@ -303,11 +303,18 @@ TEST_F(event_bus_threads_test,
   opts.max_in_flight = 4;
   auto sub = sut.subscribe("n", who, opts);
   ASSERT_TRUE(sub);
-  // Events 0-3 go to the actor's mailbox (0 is held), 4 and 5 stay queued.
-  for (int i = 0; i < 6; ++i)
-    ASSERT_FALSE(sut.publish("n", i));
+  // Event 0 is held in the actor's handler; 1-3 then fill its window of 4
+  // and wait in its mailbox; 4 and 5 stay in the bus's queue.
+  ASSERT_FALSE(sut.publish("n", 0));
   ASSERT_EQ(target.first_started.get_future().wait_for(patience),
             std::future_status::ready);
+  for (int i = 1; i < 6; ++i)
+    ASSERT_FALSE(sut.publish("n", i));
+  auto sent = [&] { return sut.stats("n").delivered; }; // handed to the actor
+  for (auto t0 = std::chrono::steady_clock::now();
+       sent() < 4 && std::chrono::steady_clock::now() - t0 < patience;)
+    std::this_thread::yield();
+  ASSERT_EQ(sent(), 4u);
   auto cancelled =
       std::async(std::launch::async, [&] { return sub->cancel(); });
   // Acknowledging now would be a lie: three events wait in the mailbox.

@@ -4,9 +4,9 @@
 //
 // Publishing copies nothing per subscriber: the event is wrapped once in a
 // caf::message and shared. Each subscription owns a bounded queue drained by
-// its own actor (a "courier"), so a slow subscriber never stalls the
-// publisher or the other subscribers; what happens when its queue is full is
-// the subscription's `overload_policy`.
+// its own actor (a "courier"), in batches, so a slow subscriber never stalls
+// the publisher or the other subscribers; what happens when its queue is
+// full is the subscription's `overload_policy`.
 //
 // Thread-safety: every member function of `event_bus` and `subscription` is
 // thread-safe. `publish` may be called from any thread and from inside
