@@ -12,6 +12,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/message.hpp>
+#include <caf/response_promise.hpp>
 #include <caf/sec.hpp>
 #include <caf/send.hpp>
 #include <caf/system_messages.hpp>
@@ -52,6 +53,8 @@ using abort_atom = caf::atom_constant<caf::atom("pl_abort")>;
 using cancel_atom = caf::atom_constant<caf::atom("pl_cancel")>;
 using deadline_atom = caf::atom_constant<caf::atom("pl_dline")>;
 using start_atom = caf::atom_constant<caf::atom("pl_start")>;
+using flush_atom = caf::atom_constant<caf::atom("pl_flush")>;
+using idle_atom = caf::atom_constant<caf::atom("pl_idle")>;
 
 constexpr auto category = caf::atom("pipeline");
 
@@ -111,6 +114,9 @@ struct run_state {
   std::vector<caf::actor> actors;
   caf::actor controller;
   caf::timespan elapsed{0};
+  /// What feeds a push source (its subscription); the source releases it
+  /// when it exits.
+  std::shared_ptr<void> source_feed;
 
   void report_error(const std::string& stage, const caf::error& err,
                     std::size_t attempts, error_action action) {
@@ -240,6 +246,147 @@ private:
   caf::actor down_;
   std::size_t credit_;
   counters& stats_;
+  bool ended_ = false;
+};
+
+// -- push source --------------------------------------------------------------
+
+/// A source fed by requests (a bus subscription): each request is answered
+/// once its item went downstream, so the sender never has more than its own
+/// window of unanswered events here.
+class push_source_actor : public caf::event_based_actor {
+public:
+  push_source_actor(caf::actor_config& cfg, state_ptr st,
+                    detail::source_spec spec, caf::actor downstream,
+                    std::size_t credit)
+      : caf::event_based_actor(cfg)
+      , st_(std::move(st))
+      , spec_(std::move(spec))
+      , push_(std::move(*spec_.push))
+      , down_(std::move(downstream))
+      , credit_(credit)
+      , stats_(st_->stats.front()) {
+    // nop
+  }
+
+  caf::behavior make_behavior() override {
+    cur_ = spec_.make_batch(0);
+    set_default_handler([this](caf::scheduled_actor*, caf::message_view& x) {
+      return on_event(x);
+    });
+    arm_idle_timer();
+    return {
+        [this](demand_atom, std::size_t n) {
+          credit_ += n;
+          flush();
+        },
+        [this](flush_atom) {
+          flush_scheduled_ = false;
+          flush();
+        },
+        [this](idle_atom, uint64_t seen) {
+          if (ending_)
+            return;
+          if (seen == events_) {
+            ending_ = true;
+            flush();
+          } else {
+            arm_idle_timer();
+          }
+        },
+    };
+  }
+
+private:
+  caf::result<caf::message> on_event(caf::message_view& view) {
+    ++events_;
+    if (ending_)
+      return make_error(pipeline_errc::source_failed,
+                        "the pipeline's source '" + spec_.name +
+                            "' has ended its stream");
+    auto msg = view.move_content_to_message();
+    switch (push_.take(msg, cur_)) {
+    case detail::push_result::rejected:
+      return make_error(pipeline_errc::source_failed,
+                        "the pipeline's source '" + spec_.name +
+                            "' expects another event type");
+    case detail::push_result::end:
+      ending_ = true;
+      flush();
+      return caf::message{};
+    case detail::push_result::item:
+      break;
+    }
+    auto rp = make_response_promise();
+    pending_.push_back(rp);
+    stats_.raise_peak(pending_.size());
+    if (push_.max_items != 0 && ++items_ == push_.max_items)
+      ending_ = true;
+    if (ending_ || pending_.size() >= st_->opts.batch) {
+      flush();
+    } else if (!flush_scheduled_) {
+      // Coalesce: the flush runs after the events already in the mailbox.
+      flush_scheduled_ = true;
+      send(this, flush_atom::value);
+    }
+    return rp;
+  }
+
+  void flush() {
+    while (credit_ > 0 && !pending_.empty()) {
+      auto n = std::min({credit_, pending_.size(), st_->opts.batch});
+      batch b{n == pending_.size() ? std::exchange(cur_, spec_.make_batch(0))
+                                   : push_.take_front(cur_, n),
+              n};
+      credit_ -= n;
+      stats_.out.fetch_add(n, std::memory_order_relaxed);
+      send(down_, batch_atom::value, std::move(b));
+      for (std::size_t i = 0; i < n; ++i) {
+        pending_.front().deliver(caf::unit);
+        pending_.pop_front();
+      }
+    }
+    if (ending_ && pending_.empty() && !ended_) {
+      ended_ = true;
+      send(down_, end_atom::value);
+      quit();
+    }
+  }
+
+  void arm_idle_timer() {
+    if (push_.idle_timeout.count() > 0)
+      delayed_send(this, push_.idle_timeout, idle_atom::value, events_);
+  }
+
+  void on_exit() override {
+    // Events held but not passed on: the sender gets an error for each (the
+    // bus dead-letters them), then the subscription ends.
+    for (auto& rp : pending_)
+      rp.deliver(make_error(pipeline_errc::source_failed,
+                            "the pipeline stopped before this event went "
+                            "downstream"));
+    pending_.clear();
+    std::shared_ptr<void> feed;
+    {
+      std::lock_guard<std::mutex> guard{st_->mtx};
+      feed.swap(st_->source_feed);
+    }
+    feed.reset(); // unsubscribes, outside the lock
+    down_ = nullptr;
+  }
+
+  state_ptr st_;
+  detail::source_spec spec_;
+  detail::push_spec push_;
+  caf::actor down_;
+  std::size_t credit_;
+  counters& stats_;
+  std::any cur_;
+  std::deque<caf::response_promise> pending_;
+  uint64_t events_ = 0;
+  std::size_t items_ = 0;
+  bool flush_scheduled_ = false;
+  bool ending_ = false;
   bool ended_ = false;
 };
 
@@ -616,7 +763,7 @@ start(caf::actor_system& sys, detail::plan_spec spec, run_options opts,
   if (opts.batch == 0)
     return caf::make_error(caf::sec::invalid_argument,
                            "pipeline: batch must be at least 1");
-  if (!spec.source.pull || !spec.sink.consume)
+  if ((!spec.source.pull && !spec.source.push) || !spec.sink.consume)
     return caf::make_error(caf::sec::invalid_argument,
                            "pipeline: missing source or sink");
   if (spec.source.error)
@@ -661,8 +808,28 @@ start(caf::actor_system& sys, detail::plan_spec spec, run_options opts,
     all.push_back(down);
     credit = cap;
   }
-  all.push_back(
-      sys.spawn<source_actor>(st, std::move(spec.source), down, credit));
+  if (spec.source.push) {
+    // Subscribe before returning, so that nothing published after `run`
+    // misses the pipeline.
+    auto attach = spec.source.push->attach;
+    auto source =
+        sys.spawn<push_source_actor>(st, std::move(spec.source), down, credit);
+    auto feed = attach(source);
+    if (!feed) {
+      for (auto& a : all)
+        caf::anon_send_exit(a, caf::exit_reason::kill);
+      caf::anon_send_exit(source, caf::exit_reason::kill);
+      caf::anon_send_exit(controller, caf::exit_reason::kill);
+      return make_error(pipeline_errc::source_failed, describe(feed.error()));
+    }
+    {
+      std::lock_guard<std::mutex> guard{st->mtx};
+      st->source_feed = std::move(*feed);
+    }
+    all.push_back(std::move(source));
+  } else
+    all.push_back(
+        sys.spawn<source_actor>(st, std::move(spec.source), down, credit));
   std::reverse(all.begin(), all.end());
   if (track) {
     for (auto& a : all)

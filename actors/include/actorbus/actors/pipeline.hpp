@@ -220,12 +220,44 @@ struct run_state;
 
 /// Type-erased parts of a plan. Batches are `std::vector<T>` inside an
 /// `std::any`.
+/// What a push source makes of one message its actor received.
+enum class push_result {
+  /// The message's item was appended to the batch.
+  item,
+  /// The message ends the stream (nothing was appended).
+  end,
+  /// The message carries no item of the source's type.
+  rejected,
+};
+
+/// A source fed by messages sent to its actor (a bus topic): the actor
+/// acknowledges a message (replies to its request) only once its item went
+/// downstream, so a stalled pipeline stops the acknowledgements and the
+/// sender's own bound applies.
+struct push_spec {
+  /// Called once by `run`, before it returns, with the source actor's
+  /// handle; returns what keeps the feed alive (released when the actor
+  /// exits). An error fails `run` with `source_failed`.
+  std::function<caf::expected<std::shared_ptr<void>>(const caf::actor& self)>
+      attach;
+  /// Moves the item of `msg` into `batch`.
+  std::function<push_result(caf::message& msg, std::any& batch)> take;
+  /// Moves the first `n` items of `batch` into a new batch.
+  std::function<std::any(std::any& batch, std::size_t n)> take_front;
+  /// Ends the stream after this many items (0: no limit).
+  std::size_t max_items = 0;
+  /// Ends the stream after this long without a message (0: never).
+  caf::timespan idle_timeout{0};
+};
+
 struct source_spec {
   std::string name = "source";
   /// Appends up to `max` items to the batch; returns how many (0: end).
+  /// Empty for a push source.
   std::function<std::size_t(std::any& batch, std::size_t max)> pull;
   std::function<std::any(std::size_t reserve)> make_batch;
   caf::error error;
+  std::optional<push_spec> push;
 };
 
 struct stage_spec {
