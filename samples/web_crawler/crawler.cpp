@@ -835,6 +835,55 @@ std::future<crawl_report>& crawler::report() {
   return impl_->result;
 }
 
+load_result load_test(const std::string& url, std::size_t requests,
+                      std::size_t concurrency, int timeout_ms) {
+  load_result out;
+  auto* multi = curl_multi_init();
+  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                    static_cast<long>(concurrency));
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+                    static_cast<long>(concurrency));
+  auto discard =
+      +[](char*, std::size_t size, std::size_t n, void*) { return size * n; };
+  auto add = [&](CURL* e) {
+    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_multi_add_handle(multi, e);
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  std::size_t started = 0;
+  for (; started < std::min(requests, concurrency); ++started)
+    add(curl_easy_init());
+  for (std::size_t done = 0; done < requests;) {
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    int left = 0;
+    while (auto* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE)
+        continue;
+      auto* e = msg->easy_handle;
+      long status = 0;
+      curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+      (msg->data.result == CURLE_OK && status == 200 ? out.ok : out.failed)++;
+      ++done;
+      curl_multi_remove_handle(multi, e);
+      if (started < requests) {
+        ++started;
+        add(e);
+      } else {
+        curl_easy_cleanup(e);
+      }
+    }
+    if (done < requests)
+      curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+  }
+  out.seconds = ms_since(t0) / 1000;
+  curl_multi_cleanup(multi);
+  return out;
+}
+
 void add_crawl_error_category(caf::actor_system_config& cfg) {
   cfg.add_error_category(crawl_category, [](std::uint8_t, caf::atom_value,
                                             const caf::message& ctx) {

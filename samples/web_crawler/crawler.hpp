@@ -109,6 +109,19 @@ struct crawl_report {
 /// Lets `cfg`'s actor system render the crawl's retryable errors.
 void add_crawl_error_category(caf::actor_system_config& cfg);
 
+/// What `load_test` measured.
+struct load_result {
+  std::size_t ok = 0;
+  std::size_t failed = 0;
+  double seconds = 0;
+};
+
+/// GETs `url` `requests` times with `concurrency` transfers in flight on one
+/// curl multi handle (no actors, no parsing): what a server can answer to
+/// a client as light as the crawler's transport.
+load_result load_test(const std::string& url, std::size_t requests,
+                      std::size_t concurrency, int timeout_ms);
+
 /// A running crawl on `rt`'s actor system.
 class crawler {
 public:

@@ -75,6 +75,10 @@ url_handle parse_absolute(std::string_view url) {
 std::optional<std::string> resolve_with(CURLU* base, std::string_view href) {
   href = trim(href);
   url_handle h{curl_url_dup(base)};
+  // A bare fragment (or nothing) names the page itself; curl 7.88 would drop
+  // the page's file name and query.
+  if (h && (href.empty() || href.front() == '#'))
+    return finish(h.get());
   std::string text{href};
   if (!h || curl_url_set(h.get(), CURLUPART_URL, text.c_str(), 0) != CURLUE_OK)
     return std::nullopt;

@@ -52,9 +52,10 @@ constexpr const char* usage =
     "       web_crawler demo [--pages N] [--seed S] [--verify] [crawl "
     "options]\n"
     "       web_crawler serve [--pages N] [--seed S] [--port P] [--threads T] "
-    "[--slow-ms MS] [--hang-ms MS]\n";
+    "[--slow-ms MS] [--hang-ms MS]\n"
+    "       web_crawler load <url> [--requests N] [--concurrency C]\n";
 
-enum class mode { crawl, demo, serve };
+enum class mode { crawl, demo, serve, load };
 
 struct options {
   mode what = mode::demo;
@@ -63,6 +64,7 @@ struct options {
   int port = 0;
   bool verify = false;
   bool timeout_given = false;
+  std::size_t requests = 10000;
 };
 
 std::optional<long long> parse_int(const std::string& s, long long lo,
@@ -86,6 +88,10 @@ std::optional<options> parse_args(int argc, char** argv) {
     std::string first = argv[1];
     if (first == "demo") {
       i = 2;
+    } else if (first == "load" && argc > 2) {
+      o.what = mode::load;
+      o.crawl.start_url = argv[2];
+      i = 3;
     } else if (first == "serve") {
       o.what = mode::serve;
       i = 2;
@@ -152,6 +158,8 @@ std::optional<options> parse_args(int argc, char** argv) {
       o.site.pages = static_cast<std::size_t>(*n);
     else if (a == "--seed" && (n = num(0, 1ll << 62)))
       o.site.seed = static_cast<std::uint64_t>(*n);
+    else if (a == "--requests" && (n = num(1, 100'000'000)))
+      o.requests = static_cast<std::size_t>(*n);
     else if (a == "--port" && (n = num(0, 65535)))
       o.port = static_cast<int>(*n);
     else if (a == "--threads" && (n = num(1, 4096)))
@@ -341,6 +349,15 @@ int main(int argc, char** argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   if (opts->what == mode::serve)
     return serve(*opts);
+  if (opts->what == mode::load) {
+    auto r = load_test(opts->crawl.start_url, opts->requests,
+                       opts->crawl.concurrency, opts->crawl.timeout_ms);
+    fmt::print("load: {} ok, {} failed in {:.3f} s: {:.0f} requests/s at "
+               "concurrency {}\n",
+               r.ok, r.failed, r.seconds, double(r.ok) / r.seconds,
+               opts->crawl.concurrency);
+    return r.failed == 0 ? 0 : 1;
+  }
   std::optional<demo_site> site;
   if (opts->what == mode::demo) {
     // The hanging page outlasts every attempt, so its fetch times out.
