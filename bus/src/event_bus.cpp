@@ -781,11 +781,16 @@ caf::error bus_core::publish(std::string_view topic, caf::message event,
     return caf::none;
   }
   caf::error result;
+  const auto* last = &subs->back();
   for (auto& sub : *subs) {
     std::optional<item> evicted;
     auto why = dead_letter_reason::dropped_newest;
-    auto res = sub->push(item{entry, event, publisher, sink}, !is_dead_letter,
-                         evicted, why);
+    // The last subscriber gets the publisher's references (no refcount
+    // round trip); push moves from `x` only when it queues it.
+    item x = &sub == last
+                 ? item{entry, std::move(event), std::move(publisher), sink}
+                 : item{entry, event, publisher, sink};
+    auto res = sub->push(std::move(x), !is_dead_letter, evicted, why);
     if (res == push_result::queued)
       continue;
     if (res == push_result::inactive) {
@@ -802,9 +807,10 @@ caf::error bus_core::publish(std::string_view topic, caf::message event,
     }
     if (sink)
       sink->fail();
-    if (!is_dead_letter)
-      dead_letter(item{entry, event, publisher, nullptr}, why, sub->pattern_,
-                  "queue full");
+    if (!is_dead_letter) {
+      x.sink = nullptr;
+      dead_letter(x, why, sub->pattern_, "queue full");
+    }
     if (res == push_result::refused && !result)
       result = make_error(why == dead_letter_reason::timed_out
                               ? errc::publish_timeout
