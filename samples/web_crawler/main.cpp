@@ -27,14 +27,18 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <curl/curl.h>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 using namespace web_crawler;
@@ -63,7 +67,6 @@ struct options {
   site_options site;
   int port = 0;
   bool verify = false;
-  bool timeout_given = false;
   std::size_t requests = 10000;
 };
 
@@ -120,64 +123,55 @@ std::optional<options> parse_args(int argc, char** argv) {
       o.verify = true;
       continue;
     }
+    // Options with an integer value: name, range, where it goes.
+    using setter = std::function<void(long long)>;
+    struct numeric {
+      std::string_view name;
+      long long lo;
+      long long hi;
+      setter set;
+    };
+    auto to = [](auto& field) -> setter {
+      return [&field](long long n) {
+        field = static_cast<std::remove_reference_t<decltype(field)>>(n);
+      };
+    };
+    const numeric table[] = {
+        {"--max-pages", 0, 100'000'000, to(o.crawl.max_pages)},
+        {"--max-depth", -1, 1'000'000, to(o.crawl.max_depth)},
+        {"--concurrency", 1, 10'000, to(o.crawl.concurrency)},
+        {"--per-host", 1, 10'000, to(o.crawl.per_host)},
+        {"--timeout", 1, 3'600'000, to(o.crawl.timeout_ms)},
+        {"--retries", 0, 100, to(o.crawl.retries)},
+        {"--retry-delay", 0, 600'000, to(o.crawl.retry_delay_ms)},
+        {"--max-redirects", 0, 1000, to(o.crawl.max_redirects)},
+        {"--max-body", 1, 1ll << 40, to(o.crawl.max_body)},
+        {"--parsers", 0, 1024, to(o.crawl.parsers)},
+        {"--pages", 8, 10'000'000, to(o.site.pages)},
+        {"--seed", 0, 1ll << 62, to(o.site.seed)},
+        {"--port", 0, 65535, to(o.port)},
+        {"--threads", 1, 4096, to(o.site.threads)},
+        {"--slow-ms", 0, 600'000, to(o.site.slow_ms)},
+        {"--hang-ms", 0, 600'000, to(o.site.hang_ms)},
+        {"--requests", 1, 100'000'000, to(o.requests)},
+    };
+    auto opt = std::find_if(std::begin(table), std::end(table),
+                            [&](const numeric& x) { return x.name == a; });
+    if (opt == std::end(table)) {
+      fmt::print(stderr, "web_crawler: unknown option {}\n", a);
+      return std::nullopt;
+    }
     if (i + 1 >= argc) {
       fmt::print(stderr, "web_crawler: {} needs a value\n", a);
       return std::nullopt;
     }
-    std::string v = argv[++i];
-    auto num = [&](long long lo, long long hi) {
-      auto n = parse_int(v, lo, hi);
-      if (!n)
-        fmt::print(stderr, "web_crawler: {} must be an integer in [{}, {}]\n",
-                   a, lo, hi);
-      return n;
-    };
-    std::optional<long long> n;
-    if (a == "--max-pages" && (n = num(0, 100'000'000)))
-      o.crawl.max_pages = static_cast<std::size_t>(*n);
-    else if (a == "--max-depth" && (n = num(-1, 1'000'000)))
-      o.crawl.max_depth = static_cast<int>(*n);
-    else if (a == "--concurrency" && (n = num(1, 10'000)))
-      o.crawl.concurrency = static_cast<std::size_t>(*n);
-    else if (a == "--per-host" && (n = num(1, 10'000)))
-      o.crawl.per_host = static_cast<std::size_t>(*n);
-    else if (a == "--timeout" && (n = num(1, 3'600'000))) {
-      o.crawl.timeout_ms = static_cast<int>(*n);
-      o.timeout_given = true;
-    } else if (a == "--retries" && (n = num(0, 100)))
-      o.crawl.retries = static_cast<int>(*n);
-    else if (a == "--retry-delay" && (n = num(0, 600'000)))
-      o.crawl.retry_delay_ms = static_cast<int>(*n);
-    else if (a == "--max-redirects" && (n = num(0, 1000)))
-      o.crawl.max_redirects = static_cast<int>(*n);
-    else if (a == "--max-body" && (n = num(1, 1ll << 40)))
-      o.crawl.max_body = static_cast<std::size_t>(*n);
-    else if (a == "--parsers" && (n = num(0, 1024)))
-      o.crawl.parsers = static_cast<std::size_t>(*n);
-    else if (a == "--pages" && (n = num(8, 10'000'000)))
-      o.site.pages = static_cast<std::size_t>(*n);
-    else if (a == "--seed" && (n = num(0, 1ll << 62)))
-      o.site.seed = static_cast<std::uint64_t>(*n);
-    else if (a == "--requests" && (n = num(1, 100'000'000)))
-      o.requests = static_cast<std::size_t>(*n);
-    else if (a == "--port" && (n = num(0, 65535)))
-      o.port = static_cast<int>(*n);
-    else if (a == "--threads" && (n = num(1, 4096)))
-      o.site.threads = static_cast<std::size_t>(*n);
-    else if (a == "--slow-ms" && (n = num(0, 600'000)))
-      o.site.slow_ms = static_cast<int>(*n);
-    else if (a == "--hang-ms" && (n = num(0, 600'000)))
-      o.site.hang_ms = static_cast<int>(*n);
-    else {
-      if (!n && a.rfind("--", 0) == 0 && a != "--max-pages" &&
-          a != "--max-depth" && a != "--concurrency" && a != "--per-host" &&
-          a != "--timeout" && a != "--retries" && a != "--retry-delay" &&
-          a != "--max-redirects" && a != "--max-body" && a != "--parsers" &&
-          a != "--pages" && a != "--seed" && a != "--port" &&
-          a != "--threads" && a != "--slow-ms" && a != "--hang-ms")
-        fmt::print(stderr, "web_crawler: unknown option {}\n", a);
+    auto n = parse_int(argv[++i], opt->lo, opt->hi);
+    if (!n) {
+      fmt::print(stderr, "web_crawler: {} must be an integer in [{}, {}]\n", a,
+                 opt->lo, opt->hi);
       return std::nullopt;
     }
+    opt->set(*n);
   }
   if (o.crawl.per_host > o.crawl.concurrency)
     o.crawl.per_host = o.crawl.concurrency;
