@@ -18,6 +18,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -79,6 +80,9 @@ struct exec_image {
     envp.push_back(nullptr);
   }
 };
+
+// Held from creating the exec-status pipe until its status was read.
+std::mutex forking_mx;
 
 // Runs in the child right after fork: dies with the forking thread, and
 // starts with default signal dispositions and an empty signal mask (the
@@ -180,8 +184,11 @@ private:
   }
 
   // Reports errno from the child's failed exec through a close-on-exec
-  // pipe: EOF means the exec (or the fork, for bodies) succeeded.
+  // pipe: EOF means the exec (or the fork, for bodies) succeeded. Starts are
+  // serialized so that no child forked meanwhile (a forked body never execs)
+  // inherits the pipe's write end and delays that EOF.
   caf::error fork_child() {
+    std::lock_guard guard{forking_mx};
     std::optional<exec_image> image;
     if (!spec_.path.empty())
       image.emplace(spec_);
@@ -201,6 +208,9 @@ private:
       prepare_child(parent);
       if (!image) {
         ::close(fds[1]);
+        // The copy of forking_mx is held by no thread of this process: a
+        // body may start processes of its own.
+        new (&forking_mx) std::mutex;
         for (auto& x : spec_.env)
           ::putenv(x.data());
         int rc = 70;

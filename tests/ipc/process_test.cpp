@@ -190,6 +190,13 @@ struct process_test : ::testing::Test {
     return result;
   }
 
+  // This program in worker role `name`, reporting on the progress pipe.
+  process_spec role(const std::string& name) {
+    auto spec = worker_role_process(name);
+    spec.env.push_back(progress.env());
+    return spec;
+  }
+
   // A shell command that reports "<tag> <pid>" on the progress pipe first.
   process_spec shell(const std::string& tag, const std::string& then) {
     return exec_process("/bin/sh",
@@ -304,14 +311,12 @@ TEST_F(process_test, shutdown_terminates_and_reaps_every_process) {
 }
 
 TEST_F(process_test, a_worker_role_runs_this_program_in_that_role) {
-  auto spec = worker_role_process("report");
-  spec.env.push_back(progress.env());
-  auto sut = launch_process(sys, std::move(spec));
+  auto sut = launch_process(sys, role("report"));
   ASSERT_TRUE(sut) << describe(sut.error());
   auto line = progress.next_line(10s);
   EXPECT_EQ(line, "report " + std::to_string(sut->pid));
   EXPECT_FALSE(await_down(sut->actor, caf::timespan{10s}));
-  auto failing = spawn_process(sys, worker_role_process("fail"));
+  auto failing = spawn_process(sys, role("fail"));
   ASSERT_TRUE(failing);
   auto reason = await_down(*failing, caf::timespan{10s});
   EXPECT_NE(describe(reason).find("exited with status 3"), std::string::npos)
@@ -320,9 +325,7 @@ TEST_F(process_test, a_worker_role_runs_this_program_in_that_role) {
 }
 
 TEST_F(process_test, a_process_dies_with_the_process_that_started_it) {
-  auto spec = worker_role_process("grandparent");
-  spec.env.push_back(progress.env());
-  auto sut = spawn_process(sys, std::move(spec));
+  auto sut = spawn_process(sys, role("grandparent"));
   ASSERT_TRUE(sut) << describe(sut.error());
   auto line = progress.next_line(10s);
   ASSERT_EQ(line.rfind("child ", 0), 0u) << line;
