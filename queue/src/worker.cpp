@@ -43,6 +43,7 @@ struct job {
   int64_t timeout_ms = 0;
   std::chrono::steady_clock::time_point started;
   size_t actor = 0;
+  caf::actor_id actor_id = 0;
   bool abandoned = false;
   // Outcome.
   std::string kind; // ok, retry, dead
@@ -355,9 +356,11 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     to_run.push_back(j);
   }
 
-  void parse_read(const redisReply* r) {
+  /// Returns the number of entries read.
+  size_t parse_read(const redisReply* r) {
+    size_t n = 0;
     if (r->type != REDIS_REPLY_ARRAY)
-      return;
+      return n;
     for (size_t s = 0; s < r->elements; ++s) {
       auto* pair = r->element[s];
       if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2)
@@ -370,7 +373,9 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       auto* entries = pair->element[1];
       for (size_t i = 0; i < entries->elements; ++i)
         accept(idx, entries->element[i], 1);
+      n += entries->elements;
     }
+    return n;
   }
 
   /// Hands `to_run` to the live handler actors, least loaded first; keeps
@@ -396,6 +401,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
             (best == pool.size() || outstanding[i] < outstanding[best]))
           best = i;
       j->actor = best;
+      j->actor_id = pool[best].id();
       j->started = now;
       ++outstanding[j->actor];
       inflight[j->entry] = j;
@@ -495,18 +501,16 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     return conn.eval(internal::script::finish, {}, std::move(argv));
   }
 
-  /// Fails the jobs of slot `idx` (its actor died) or of every slot
-  /// (`idx` npos: the pool gave up), for a retry.
-  void abandon(size_t idx, const char* reason) {
+  /// Fails the jobs handed to actor `id` (it died) or to any actor (`id`
+  /// 0: the pool gave up), for a retry.
+  void abandon(caf::actor_id id, const char* reason) {
     for (auto& [entry, j] : inflight)
-      if ((idx == npos || j->actor == idx) && !j->abandoned) {
+      if ((id == 0 || j->actor_id == id) && !j->abandoned) {
         j->abandoned = true;
         fail(*j, reason, false);
         to_finish.push_back(j);
       }
   }
-
-  static constexpr size_t npos = static_cast<size_t>(-1);
 
   void collect(bool& stop_now, bool& pool_gone) {
     std::vector<job_ptr> finished;
@@ -528,26 +532,27 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       inflight.erase(j->entry);
       to_finish.push_back(j);
     }
-    for (auto [idx, id] : deaths) {
-      if (idx >= pool.size() || !pool[idx] || pool[idx].id() != id)
-        continue;
-      ++restarts;
-      runtime::log(runtime::log_level::warning,
-                   "queue worker: handler actor {} died; the supervisor "
-                   "restarts it",
-                   idx);
-      pool[idx] = nullptr;
-      outstanding[idx] = 0;
-      abandon(idx, "handler actor died");
-    }
+    // Starts first: an actor may have started and died since the last
+    // look, and its successor may be there already; deaths name the actor.
     for (auto& [idx, hdl] : started) {
       pool[idx] = std::move(hdl);
       outstanding[idx] = 0;
     }
+    for (auto [idx, id] : deaths) {
+      ++restarts;
+      runtime::log(runtime::log_level::warning,
+                   "queue worker: handler actor {} died{}", idx,
+                   pool_gone ? "" : "; the supervisor restarts it");
+      if (idx < pool.size() && pool[idx] && pool[idx].id() == id) {
+        pool[idx] = nullptr;
+        outstanding[idx] = 0;
+      }
+      abandon(id, "handler actor died");
+    }
     if (pool_gone) {
       if (!gave_up_flag.exchange(true)) {
         std::fill(pool.begin(), pool.end(), caf::actor{});
-        abandon(npos, "handler pool gave up");
+        abandon(0, "handler pool gave up");
       }
       // Never started: left pending without a lease, so that another
       // worker reclaims them after the visibility timeout (no attempt
@@ -699,12 +704,17 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           continue;
         }
         auto before = to_run.size();
-        parse_read(r->get());
+        auto fetched = parse_read(r->get());
         bool got = to_run.size() > before || !to_finish.empty();
         if (got)
           call_hook(fault_point::before_handle);
         dispatch();
-        if (!got && !may_block && !inflight.empty())
+        // The streams are drained (nothing, or less than asked for) while
+        // tasks run: wait for a completion rather than ask Redis again at
+        // once, so that a finished task is acknowledged without an empty
+        // read in between (new tasks wait at most 20 ms, as they would for
+        // a blocking read).
+        if (fetched < room && !inflight.empty())
           wait_for_completion(until_sweep(milliseconds{20}));
       } else {
         dispatch();
@@ -830,7 +840,8 @@ worker_stats worker::stats() const {
   out.reclaimed = st.reclaimed.load();
   out.reconnects = st.reconnects.load();
   out.handler_restarts = st.restarts.load();
-  out.gave_up = st.gave_up_flag.load();
+  std::lock_guard<std::mutex> guard{st.mtx};
+  out.gave_up = st.gave_up;
   return out;
 }
 

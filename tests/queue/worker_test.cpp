@@ -3,6 +3,12 @@
 #include "actorbus/queue/worker.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include <caf/after.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/system_messages.hpp>
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -40,6 +46,17 @@ protected:
   void TearDown() override {
     if (sut)
       sut->stop();
+  }
+
+  /// The current actor of the supervisor's child `id` (invalid while it
+  /// restarts).
+  caf::actor handler(const std::string& id) {
+    caf::scoped_actor self{rt.system()};
+    caf::actor out;
+    self->request(sut->handler_supervisor(), 5s, caf::get_atom::value, id)
+        .receive([&](caf::actor& a) { out = std::move(a); },
+                 [&](caf::error& err) { ADD_FAILURE() << to_string(err); });
+    return out;
   }
 
   task_info wait_for(const std::string& id) {
@@ -368,6 +385,88 @@ TEST_F(worker_test, a_waiting_client_times_out_on_a_task_nobody_runs) {
   auto info = producer->wait(*id, 50ms);
   ASSERT_FALSE(info);
   EXPECT_EQ(info.error(), caf::sec::request_timeout);
+}
+
+TEST_F(worker_test,
+       a_killed_handler_actor_is_restarted_by_its_supervisor_and_work_goes_on) {
+  cfg.concurrency = 1;
+  sut = std::make_unique<worker>(rt, cfg);
+  sut->handle_typed<int, int>(
+      "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
+        return encode(a + b);
+      });
+  ASSERT_FALSE(sut->start());
+  ASSERT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
+            task_status::succeeded);
+  auto first = handler("handler-0");
+  ASSERT_TRUE(first);
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  // The task waits for the restarted actor, then runs on it.
+  auto info = wait_for(*producer->enqueue("add", {}, 20, 22));
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_EQ(std::get<0>(*decode<int>(info.result)), 42);
+  EXPECT_EQ(sut->stats().handler_restarts, 1u);
+  EXPECT_FALSE(sut->stats().gave_up);
+  auto second = handler("handler-0");
+  EXPECT_TRUE(second);
+  EXPECT_NE(second, first);
+}
+
+TEST_F(worker_test,
+       past_its_restart_intensity_a_worker_gives_up_and_loses_no_task) {
+  cfg.concurrency = 1;
+  cfg.handler_max_restarts = 1;
+  cfg.handler_restart_backoff = 1ms;
+  cfg.visibility_timeout = 300ms;
+  sut = std::make_unique<worker>(rt, cfg);
+  sut->handle(
+      "echo",
+      [](task_context&, std::string_view p) -> caf::expected<std::string> {
+        return std::string{p};
+      });
+  ASSERT_FALSE(sut->start());
+  caf::scoped_actor self{rt.system()};
+  auto sup = sut->handler_supervisor();
+  self->monitor(sup);
+  // Two deaths within the period: one restart allowed, then escalation.
+  for (int i = 0; i < 2; ++i) {
+    caf::actor child;
+    for (int tries = 0; !child && tries < 1000; ++tries)
+      child = handler("handler-0");
+    ASSERT_TRUE(child);
+    caf::anon_send_exit(child, caf::exit_reason::kill);
+    if (i == 0) {
+      // Sync: the restart has happened once the task runs.
+      ASSERT_EQ(wait_for(*producer->enqueue_payload("echo", "x")).status,
+                task_status::succeeded);
+    }
+  }
+  bool down = false;
+  self->receive([&](caf::down_msg& dm) { down = dm.source == sup; },
+                caf::after(10s) >> [] {});
+  ASSERT_TRUE(down) << "the supervisor did not give up";
+  // The worker learns it from its own hook on the supervisor's exit, which
+  // CAF may run just after our down message: wait for it (bounded).
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (!sut->stats().gave_up && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  EXPECT_TRUE(sut->stats().gave_up);
+  // A task enqueued now is not stuck with the worker that gave up: another
+  // worker runs it (reclaimed after the visibility timeout if the first
+  // one read it before it noticed).
+  auto id = producer->enqueue_payload("echo", "after");
+  ASSERT_TRUE(id);
+  worker other{rt, cfg};
+  other.handle(
+      "echo",
+      [](task_context&, std::string_view p) -> caf::expected<std::string> {
+        return std::string{p};
+      });
+  ASSERT_FALSE(other.start());
+  auto info = wait_for(*id);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_EQ(info.result, "after");
+  other.stop();
 }
 
 } // namespace
