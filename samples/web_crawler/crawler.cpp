@@ -511,6 +511,9 @@ caf::behavior reporter(caf::stateful_actor<reporter_state>* self, bool quiet,
           clear_progress(st);
           print_record(r);
           std::fflush(stdout);
+          // The progress line stays under the streamed lines.
+          if (st.tty)
+            draw_progress(st);
         }
         st.report.fetches.push_back(std::move(r));
       },
