@@ -276,6 +276,24 @@ struct gated_actor {
   std::promise<void> first_started;
   std::promise<void> release;
   std::atomic<int> handled{0};
+  caf::actor who;
+
+  /// Subscribes a new gated actor to "n" and publishes event 0 to it;
+  /// returns once the actor holds it.
+  subscription hold_first(caf::actor_system& sys, event_bus& bus,
+                          subscription_options opts) {
+    who = spawn(sys);
+    auto sub = bus.subscribe("n", who, opts);
+    EXPECT_TRUE(sub);
+    EXPECT_FALSE(bus.publish("n", 0));
+    EXPECT_EQ(first_started.get_future().wait_for(patience),
+              std::future_status::ready);
+    return sub ? std::move(*sub) : subscription{};
+  }
+
+  ~gated_actor() {
+    caf::anon_send_exit(who, caf::exit_reason::user_shutdown);
+  }
 
   caf::actor spawn(caf::actor_system& sys) {
     auto gate = release.get_future().share();
@@ -298,16 +316,11 @@ struct gated_actor {
 TEST_F(event_bus_threads_test,
        an_actor_handles_no_event_after_cancel_is_acknowledged) {
   gated_actor target;
-  auto who = target.spawn(sys);
   subscription_options opts;
   opts.max_in_flight = 4;
-  auto sub = sut.subscribe("n", who, opts);
-  ASSERT_TRUE(sub);
   // Event 0 is held in the actor's handler; 1-3 then fill its window of 4
   // and wait in its mailbox; 4 and 5 stay in the bus's queue.
-  ASSERT_FALSE(sut.publish("n", 0));
-  ASSERT_EQ(target.first_started.get_future().wait_for(patience),
-            std::future_status::ready);
+  auto sub = target.hold_first(sys, sut, opts);
   for (int i = 1; i < 6; ++i)
     ASSERT_FALSE(sut.publish("n", i));
   auto sent = [&] { return sut.stats("n").delivered; }; // handed to the actor
@@ -315,8 +328,7 @@ TEST_F(event_bus_threads_test,
        sent() < 4 && std::chrono::steady_clock::now() - t0 < patience;)
     std::this_thread::yield();
   ASSERT_EQ(sent(), 4u);
-  auto cancelled =
-      std::async(std::launch::async, [&] { return sub->cancel(); });
+  auto cancelled = std::async(std::launch::async, [&] { return sub.cancel(); });
   // Acknowledging now would be a lie: three events wait in the mailbox.
   EXPECT_EQ(cancelled.wait_for(100ms), std::future_status::timeout);
   target.release.set_value();
@@ -326,30 +338,22 @@ TEST_F(event_bus_threads_test,
   EXPECT_EQ(at_ack, 4);
   // Everything sent before the round trip has been handled after it.
   caf::scoped_actor self{sys};
-  self->request(who, patience, caf::atom("flush"))
+  self->request(target.who, patience, caf::atom("flush"))
       .receive([](caf::atom_value) {},
                [](caf::error& err) { FAIL() << caf::to_string(err); });
   EXPECT_EQ(target.handled.load(), at_ack);
   EXPECT_EQ(sut.stats("n").dead_lettered, 2u); // 4 and 5: subscriber_down
-  caf::anon_send_exit(who, caf::exit_reason::user_shutdown);
 }
 
 TEST_F(event_bus_threads_test,
        cancel_reports_a_missing_acknowledgement_after_its_timeout) {
   gated_actor target;
-  auto who = target.spawn(sys);
   subscription_options opts;
-  opts.max_in_flight = 2;
   opts.cancel_timeout = std::chrono::milliseconds(20);
-  auto sub = sut.subscribe("n", who, opts);
-  ASSERT_FALSE(sut.publish("n", 0));
-  ASSERT_FALSE(sut.publish("n", 1));
-  ASSERT_EQ(target.first_started.get_future().wait_for(patience),
-            std::future_status::ready);
-  EXPECT_FALSE(sub->cancel()); // event 1 still waits in the mailbox
-  EXPECT_FALSE(sub->active());
+  auto sub = target.hold_first(sys, sut, opts);
+  EXPECT_FALSE(sub.cancel()); // the actor still holds event 0
+  EXPECT_FALSE(sub.active());
   target.release.set_value();
-  caf::anon_send_exit(who, caf::exit_reason::user_shutdown);
 }
 
 } // namespace
