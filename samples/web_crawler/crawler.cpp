@@ -532,10 +532,12 @@ caf::behavior reporter(caf::stateful_actor<reporter_state>* self, bool quiet,
         std::fflush(stdout);
         summary.fetches = std::move(st.report.fetches);
         summary.seconds = ms_since(st.t0) / 1000;
-        st.done->set_value(std::move(summary));
-        st.done = nullptr;
+        // on_done first: once the value is set, the waiting thread may
+        // destroy whatever on_done refers to.
         if (st.on_done)
           st.on_done();
+        st.done->set_value(std::move(summary));
+        st.done = nullptr;
       },
   };
 }

@@ -126,7 +126,7 @@ load_result load_test(const std::string& url, std::size_t requests,
 class crawler {
 public:
   /// Spawns the actors and starts crawling at `opts.start_url`. `on_done`
-  /// runs (on an actor thread) right after the report is ready.
+  /// runs (on an actor thread) right before the report is ready.
   crawler(actorbus::runtime::runtime& rt, crawl_options opts,
           std::function<void()> on_done = {});
 
