@@ -66,12 +66,12 @@ caf::behavior scripted_worker(caf::event_based_actor*,
 
 class handler_pool_test : public ::testing::Test {
 protected:
-  void start(pool_config pc) {
+  void start(pool_config pc, worker_threads threads = worker_threads::own) {
     auto s = script;
     sut.emplace(
         sys,
         [s](caf::event_based_actor* self) { return scripted_worker(self, s); },
-        pc);
+        pc, threads);
   }
 
   caf::actor_system_config cfg;
@@ -114,6 +114,19 @@ TEST_F(handler_pool_test,
   EXPECT_EQ(st.crashes, 1u);
   EXPECT_EQ(st.retried, 1u);
   EXPECT_EQ(st.replaced, 1u);
+}
+
+TEST_F(handler_pool_test,
+       workers_on_the_shared_scheduler_are_replaced_after_a_crash_too) {
+  script->crash_on = 3;
+  script->crashes_left = 1;
+  start({.workers = 2, .on_crash = crash_policy::retry},
+        worker_threads::shared);
+  auto r = sut->call<int>(long_wait, 3);
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_EQ(*r, 6);
+  EXPECT_TRUE(sut->wait_for_workers(2, long_wait));
+  EXPECT_EQ(sut->stats().crashes, 1u);
 }
 
 TEST_F(handler_pool_test,
