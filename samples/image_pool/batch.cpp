@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -176,8 +177,31 @@ bool is_final(file_state x) noexcept {
   return x != file_state::pending && x != file_state::running;
 }
 
+// Keeps freed image buffers in the heap. They are megabytes and die young:
+// by default glibc maps each one fresh and unmaps it on free, so every image
+// pays a page fault per 4 KiB of pixels (a third of its time, measured).
+// PIL keeps a cache of image blocks for the same reason.
+void keep_freed_memory() {
+  ::mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
+
+// Once per worker process: the pool starts workers with default signal
+// dispositions, so a Ctrl-C sent to the process group would kill them in
+// the middle of an image. The parent takes Ctrl-C and cancels the batch
+// instead; workers finish the image in hand.
+void prepare_worker() {
+  static bool prepared = false;
+  if (prepared)
+    return;
+  prepared = true;
+  ::signal(SIGINT, SIG_IGN);
+  keep_freed_memory();
+}
+
 // Runs in a worker process: one file of the table named in `t`.
 uint32_t run_task(task t) {
+  prepare_worker();
   // A worker keeps the table it used last (a batch has many files).
   static std::optional<table_view> table;
   t.table[sizeof(t.table) - 1] = '\0';
@@ -282,7 +306,9 @@ file_result process_file(const file_job& job, const batch_settings& settings,
   r.file_checksum = checksum(bytes);
   r.output_bytes = bytes.size();
   if (write) {
-    auto tmp = fmt::format("{}.part-{}", job.output, ::getpid());
+    // One worker at a time works on a file, so the name is its own; the
+    // parent removes it if that worker dies (see batch_runner::run).
+    auto tmp = job.output + ".part";
     if (!write_file(tmp, bytes, r.message)) {
       std::remove(tmp.c_str());
       return finish(file_state::failed);
@@ -320,13 +346,7 @@ struct batch_runner::impl {
 };
 
 batch_runner::batch_runner(batch_options opts) {
-  // Image buffers are megabytes and die young. By default glibc maps each
-  // one fresh and unmaps it on free, so every image pays a page fault per
-  // 4 KiB of pixels (a third of the time per image, measured). Keep freed
-  // memory in the heap instead; PIL keeps a cache of image blocks for the
-  // same reason. Set before the fork, so the workers inherit it.
-  ::mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  keep_freed_memory(); // for the reference run in this process
   ipc::process_pool_options popts;
   popts.workers = opts.workers;
   popts.task_timeout = opts.timeout;
@@ -410,7 +430,7 @@ batch_report batch_runner::run(const std::vector<file_job>& jobs,
       ++p.finished;
       if (st == file_state::ok)
         p.pixels += s.input_pixels;
-      else
+      else if (st != file_state::cancelled)
         ++p.failed;
     }
     p.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -445,6 +465,11 @@ batch_report batch_runner::run(const std::vector<file_job>& jobs,
   report.files.reserve(jobs.size());
   for (size_t i = 0; i < jobs.size(); ++i) {
     auto r = load(table.at(i));
+    if (r.state != file_state::ok) {
+      // Left behind by a worker that died or was killed while writing.
+      std::error_code ignored;
+      std::filesystem::remove(jobs[i].output + ".part", ignored);
+    }
     if (!is_final(r.state)) {
       // The pool failed this task itself (timeout, or it gave up).
       r.state = file_state::failed;

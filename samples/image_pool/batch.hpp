@@ -86,9 +86,9 @@ struct file_result {
 };
 
 /// Processes one file in this process: decode, chain, encode and, when
-/// `write` is set, write the output (to a temporary name, then renamed, so
-/// that no half-written file is ever left). Used by the workers and by the
-/// single-process reference run.
+/// `write` is set, write the output (to `<output>.part`, then renamed, so
+/// that no half-written output is ever left under its real name). Used by the
+/// workers and by the single-process reference run.
 file_result process_file(const file_job& job, const batch_settings& settings,
                          bool write);
 

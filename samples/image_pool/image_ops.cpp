@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <sys/stat.h>
 
@@ -462,6 +463,37 @@ image generate(int width, int height, uint64_t seed) {
     v = clamp_byte(v + static_cast<int>(grain & 15) - 8);
   }
   return img;
+}
+
+bool generate_set(const std::string& dir, size_t count, int width, int height,
+                  uint64_t seed, size_t broken, std::string& error) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    error = fmt::format("cannot create {}: {}", dir, ec.message());
+    return false;
+  }
+  byte_buffer first;
+  for (size_t i = 0; i < count; ++i) {
+    auto bytes = encode(generate(width, height, seed * 1000003 + i), {});
+    auto path = fmt::format("{}/gen-{:04}.png", dir, i);
+    if (bytes.empty() || !write_file(path, bytes, error))
+      return false;
+    if (first.empty())
+      first = std::move(bytes);
+  }
+  for (size_t k = 0; k < broken; ++k) {
+    byte_buffer bytes;
+    if (k % 2 == 0 && first.size() > 64)
+      bytes.assign(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(
+                                                      first.size() / 3));
+    else
+      for (size_t i = 0; i < 4096; ++i)
+        bytes.push_back(static_cast<uint8_t>((i * 2654435761u + k) >> 13));
+    if (!write_file(fmt::format("{}/broken-{:02}.png", dir, k), bytes, error))
+      return false;
+  }
+  return true;
 }
 
 } // namespace image_pool

@@ -117,6 +117,13 @@ uint64_t checksum(std::span<const uint8_t> bytes) noexcept;
 /// from `seed`.
 image generate(int width, int height, uint64_t seed);
 
+/// Writes `count` test pictures `gen-NNNN.png` of `width`x`height` made
+/// from `seed` into `dir` (created if missing), then `broken` corrupt files
+/// `broken-NN.png` (even ones: a real PNG cut short; odd ones: no image at
+/// all). On failure says why in `error`.
+bool generate_set(const std::string& dir, size_t count, int width, int height,
+                  uint64_t seed, size_t broken, std::string& error);
+
 /// Writes `bytes` to `path`; on failure says why in `error`.
 bool write_file(const std::string& path, std::span<const uint8_t> bytes,
                 std::string& error);

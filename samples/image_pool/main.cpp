@@ -19,6 +19,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <pthread.h>
 #include <set>
 #include <string>
 #include <string_view>
@@ -195,44 +196,11 @@ std::optional<cli> parse(int argc, char** argv) {
 
 // Writes the synthetic images (and the corrupt ones) into `dir`.
 bool generate_inputs(const cli& c, const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) {
-    fmt::print(stderr, "image_pool: cannot create {}: {}\n", dir.string(),
-               ec.message());
-    return false;
-  }
-  encode_settings png;
   std::string error;
-  byte_buffer sample_png;
-  for (size_t i = 0; i < c.generate; ++i) {
-    auto img = generate(static_cast<int>(c.size.first),
-                        static_cast<int>(c.size.second), c.seed * 1000003 + i);
-    auto bytes = encode(img, png);
-    auto path = dir / fmt::format("gen-{:04}.png", i);
-    if (bytes.empty() || !write_file(path.string(), bytes, error)) {
-      fmt::print(stderr, "image_pool: {}\n", error);
-      return false;
-    }
-    if (sample_png.empty())
-      sample_png = std::move(bytes);
-  }
-  for (size_t k = 0; k < c.broken; ++k) {
-    // Even ones: a real PNG cut short (its header reads fine, its pixel
-    // data is missing); odd ones: bytes that are no image at all.
-    std::vector<uint8_t> bytes;
-    if (k % 2 == 0 && sample_png.size() > 64)
-      bytes.assign(sample_png.begin(),
-                   sample_png.begin() +
-                       static_cast<std::ptrdiff_t>(sample_png.size() / 3));
-    else
-      for (size_t i = 0; i < 4096; ++i)
-        bytes.push_back(static_cast<uint8_t>((i * 2654435761u + k) >> 13));
-    auto path = dir / fmt::format("broken-{:02}.png", k);
-    if (!write_file(path.string(), bytes, error)) {
-      fmt::print(stderr, "image_pool: {}\n", error);
-      return false;
-    }
+  if (!generate_set(dir.string(), c.generate, static_cast<int>(c.size.first),
+                    static_cast<int>(c.size.second), c.seed, c.broken, error)) {
+    fmt::print(stderr, "image_pool: {}\n", error);
+    return false;
   }
   fmt::print("generated {} images of {}x{} and {} corrupt files in {}\n",
              c.generate, c.size.first, c.size.second, c.broken, dir.string());
@@ -324,18 +292,6 @@ private:
   size_t last_quarter_ = 0;
 };
 
-std::atomic<int> interrupts{0};
-
-extern "C" void on_interrupt(int sig) {
-  if (interrupts.fetch_add(1) > 0) {
-    // A second Ctrl-C: stop now.
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
-    return;
-  }
-  batch_runner::request_cancel();
-}
-
 // Runs every file again in this process and compares with the pool's
 // results. Returns true if everything that can be compared is equal.
 bool verify(const std::vector<file_job>& jobs, const batch_settings& settings,
@@ -406,13 +362,16 @@ int main(int argc, char** argv) {
   auto jobs = collect(*c);
   if (!jobs)
     return 2;
-  // Installed before the pool forks, so workers inherit it: Ctrl-C (sent
-  // to the whole process group) then cancels instead of killing them.
-  struct sigaction sa = {};
-  sa.sa_handler = on_interrupt;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  // Ctrl-C and SIGTERM are blocked in this thread before the pool forks,
+  // so every thread and worker process inherits the mask: no blocking call
+  // in the pool is cut short by them, and a Ctrl-C sent to the whole
+  // process group does not kill the workers. One thread takes them with
+  // sigtimedwait and cancels the batch; a second one ends the program.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   batch_options opts;
   opts.workers = c->workers;
   opts.timeout = c->timeout;
@@ -428,8 +387,24 @@ int main(int argc, char** argv) {
   fmt::print("image_pool: {} files, chain: {}, {} worker processes\n",
              jobs->size(), describe(c->settings.chain), runner.size());
   std::fflush(stdout);
+  std::atomic<bool> batch_done{false};
+  std::thread signal_taker{[&] {
+    int taken = 0;
+    timespec tick{0, 100'000'000};
+    while (!batch_done.load()) {
+      if (sigtimedwait(&stop_signals, nullptr, &tick) < 0)
+        continue;
+      if (++taken > 1)
+        std::_Exit(130);
+      fmt::print(stderr, "\ninterrupted: finishing the images in progress "
+                         "(again to stop at once)\n");
+      batch_runner::request_cancel();
+    }
+  }};
   progress_view view;
   auto report = runner.run(*jobs, c->settings, std::ref(view));
+  batch_done.store(true);
+  signal_taker.join();
   for (size_t i = 0; i < jobs->size(); ++i) {
     auto& f = report.files[i];
     if (f.state == file_state::failed || f.state == file_state::crashed)
