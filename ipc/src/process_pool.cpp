@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <string>
@@ -25,9 +26,13 @@ namespace {
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-// The worker process: answers task frames until told to stop (an empty
-// frame) or until the pool's process is gone; exits 0 then, so that its
-// supervisor (transient restart) lets it go.
+// Bytes after each result: how long the worker computed it, in ns (its own
+// clock, so the pool's dispatch latency does not count).
+constexpr size_t trailer_size = sizeof(int64_t);
+
+// The worker process: answers task frames (result + trailer) until told to
+// stop (an empty frame) or until the pool's process is gone; exits 0 then,
+// so that its supervisor (transient restart) lets it go.
 int worker_main(const std::string& name, const pool_core::worker_fn& fn) {
   auto ch = channel::open(name, 5s);
   if (!ch)
@@ -43,7 +48,14 @@ int worker_main(const std::string& name, const pool_core::worker_fn& fn) {
     if (in.empty())
       return 0;
     out.clear();
+    auto t0 = clock_type::now();
     fn(in, out);
+    int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     clock_type::now() - t0)
+                     .count();
+    auto at = out.size();
+    out.resize(at + trailer_size);
+    std::memcpy(out.data() + at, &ns, trailer_size);
     if (ch->send(out, 60s))
       return 0;
   }
@@ -60,6 +72,9 @@ void fail_all(std::deque<job>& jobs, const caf::error& err) {
     j.done(err);
   jobs.clear();
 }
+
+// Most tasks sent ahead to one worker.
+constexpr size_t max_window = 256;
 
 // A year stands for "the pool's life" in the supervisor's intensity window.
 constexpr auto forever = std::chrono::hours(24 * 365);
@@ -179,11 +194,16 @@ struct pool_core::impl {
   }
 
   // How many tasks worker k should have in flight: one while tasks are
-  // long (or their length is still unknown), `prefetch` for short ones.
-  size_t window(clock_type::duration typical) const {
-    if (typical == clock_type::duration::zero() || typical > opts.long_task)
+  // long (or their length is still unknown); for short ones about
+  // `long_task` worth of work, at least `prefetch`, so that a worker never
+  // waits for the pool's thread to be scheduled (which takes milliseconds
+  // on a loaded machine) yet no worker hoards more than it can finish soon.
+  size_t window(std::chrono::nanoseconds typical) const {
+    if (typical.count() == 0 || typical > opts.long_task)
       return 1;
-    return opts.prefetch;
+    auto fill =
+        static_cast<size_t>(std::chrono::nanoseconds{opts.long_task} / typical);
+    return std::max(opts.prefetch, std::min(fill, max_window));
   }
 
   // Feeds worker k: tasks in flight on its channel, results in FIFO order.
@@ -191,10 +211,9 @@ struct pool_core::impl {
     std::optional<channel> ch;
     pid_t pid = 0;
     std::vector<std::byte> result;
-    std::deque<job> inflight;        // sent to the current worker, oldest first
-    std::deque<job> fresh;           // taken from the queue, not yet sent
-    clock_type::duration typical{0}; // smoothed time per task
-    auto last = clock_type::now();
+    std::deque<job> inflight; // sent to the current worker, oldest first
+    std::deque<job> fresh;    // taken from the queue, not yet sent
+    std::chrono::nanoseconds typical{0}; // smoothed compute time per task
     for (;;) {
       {
         std::unique_lock guard{mx};
@@ -220,8 +239,6 @@ struct pool_core::impl {
         }
       }
       caf::error err;
-      if (inflight.empty())
-        last = clock_type::now();
       while (!err && !fresh.empty()) {
         err = ch->send(fresh.front().arg, opts.task_timeout);
         if (!err) {
@@ -229,16 +246,19 @@ struct pool_core::impl {
           fresh.pop_front();
         }
       }
-      if (!err && !inflight.empty())
+      if (!err && !inflight.empty()) {
         err = ch->receive(result, opts.task_timeout);
+        if (!err && result.size() < trailer_size)
+          err = make_error(errc::corrupt_frame, "worker reply without trailer");
+      }
       if (!err) {
         if (!inflight.empty()) {
-          auto now = clock_type::now();
-          auto took = now - last;
-          last = now;
-          typical = typical == clock_type::duration::zero()
-                        ? took
-                        : (typical * 3 + took) / 4;
+          int64_t ns = 0;
+          auto at = result.size() - trailer_size;
+          std::memcpy(&ns, result.data() + at, trailer_size);
+          result.resize(at);
+          auto took = std::chrono::nanoseconds{std::max<int64_t>(ns, 1)};
+          typical = typical.count() == 0 ? took : (typical * 3 + took) / 4;
           inflight.front().done(std::move(result));
           inflight.pop_front();
           result = {};

@@ -16,10 +16,11 @@
 // later tasks fail with `errc::peer_dead`.
 //
 // Dispatch: the pool's threads sleep on futexes while workers compute. Short
-// tasks are sent `prefetch` ahead per worker so that a worker never waits
-// for its next one; tasks that take longer than `long_task` go out one at a
-// time, so a worker that finishes early takes the remaining ones instead of
-// idling while another works through its backlog.
+// tasks are sent ahead, about `long_task` worth of work per worker (at least
+// `prefetch`, at most 256 tasks), so that a worker never waits for its next
+// one; tasks that take longer than `long_task` (as timed by the worker) go
+// out one at a time, so a worker that finishes early takes the remaining
+// ones instead of idling while another works through its backlog.
 //
 // Thread-safety: map, map_unordered and submit may be called from several
 // threads.
@@ -53,9 +54,10 @@ struct process_pool_options {
   /// A task running longer than this fails with `errc::timeout` (its worker
   /// is killed and replaced).
   std::chrono::milliseconds task_timeout{std::chrono::minutes(5)};
-  /// Short tasks sent ahead to one worker (each still its own message, as
-  /// with chunksize=1), so that a worker never waits for its next task; at
-  /// least 1. A worker that dies re-runs all of them elsewhere.
+  /// Fewest short tasks sent ahead to one worker (each still its own
+  /// message, as with chunksize=1), so that a worker never waits for its
+  /// next task; at least 1. A worker that dies re-runs all of them
+  /// elsewhere.
   size_t prefetch = 4;
   /// Restarts allowed within `restart_period` before the pool gives up.
   size_t max_restarts = 100;
