@@ -1,8 +1,11 @@
 // Showcase part: a pipeline of actor stages (one with 2 ordered workers and
-// a skip policy) and an async queue between a thread and an actor.
+// a skip policy), a pipeline fed by a bus topic, and an async queue between
+// a thread and an actor.
 
 #include "actorbus/actors/async_queue.hpp"
 #include "actorbus/actors/pipeline.hpp"
+#include "actorbus/actors/pipeline_bus.hpp"
+#include "actorbus/bus/event_bus.hpp"
 
 #include "showcase.hpp"
 
@@ -57,6 +60,32 @@ int run_pipeline(actorbus::runtime::runtime& rt) {
   return ordered ? 0 : 1;
 }
 
+int run_topic_source(actorbus::runtime::runtime& rt) {
+  actorbus::bus::event_bus events{rt.system()};
+  int64_t hot = 0;
+  int64_t sum = 0;
+  auto plan =
+      pipeline::from_topic<int64_t>(events, "sensors.*", {.max_items = 1000})
+          .filter("hot", [](const int64_t& celsius) { return celsius >= 30; })
+          .to([&](int64_t celsius) {
+            ++hot;
+            sum += celsius;
+          });
+  auto run = std::move(plan).run(rt);
+  if (!run)
+    return 1;
+  for (int64_t i = 0; i < 1000; ++i) // readings of 0..49 degrees
+    if (events.publish(i % 2 == 0 ? "sensors.roof" : "sensors.cellar", i % 50))
+      return 1;
+  auto report = run->wait(caf::timespan{30s});
+  if (!report || !report->ok())
+    return 1;
+  fmt::print("pipeline: 1000 events from topic 'sensors.*', {} hot readings "
+             "(sum {}), stream ended after max_items\n",
+             hot, sum);
+  return 0;
+}
+
 int run_queue(actorbus::runtime::runtime& rt) {
   auto queue = std::make_unique<async_queue<int>>(8);
   std::promise<long> total;
@@ -99,6 +128,8 @@ int run_queue(actorbus::runtime::runtime& rt) {
 
 int run(actorbus::runtime::runtime& rt) {
   if (auto rc = run_pipeline(rt))
+    return rc;
+  if (auto rc = run_topic_source(rt))
     return rc;
   return run_queue(rt);
 }
