@@ -24,12 +24,12 @@ namespace actorbus::queue::internal {
 
 namespace {
 
-const char* script_text(script s) {
+std::string script_text(script s) {
   switch (s) {
   case script::enqueue:
     return enqueue_lua;
   case script::promote:
-    return promote_lua;
+    return std::string{groups_lua} + promote_lua;
   case script::finish:
     return finish_lua;
   case script::wait_prepare:
@@ -39,7 +39,7 @@ const char* script_text(script s) {
   case script::reclaim:
     return reclaim_lua;
   case script::backlog:
-    return backlog_lua;
+    return std::string{groups_lua} + backlog_lua;
   default:
     return cancel_lua;
   }

@@ -67,6 +67,25 @@ end
 return (#ARGV - 1) / 7
 )lua";
 
+// A Lua prelude of promote_lua and backlog_lua: the consumer groups of
+// stream `s` (none when it does not exist), each as a table of XINFO GROUPS
+// fields.
+inline constexpr const char* groups_lua = R"lua(
+local function groups(s)
+  local out = {}
+  if redis.call('EXISTS', s) == 1 then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local info = {}
+      for j = 1, #g, 2 do
+        info[g[j]] = g[j + 1]
+      end
+      out[#out + 1] = info
+    end
+  end
+  return out
+end
+)lua";
+
 // KEYS: delayed. ARGV: ns, limit, group. Moves due tasks to their stream,
 // then trims each stream below its oldest entry still needed (pending, or
 // not yet delivered to the group): acknowledging a task does not delete
@@ -97,27 +116,21 @@ local function before(x, y)
 end
 for p = 0, 2 do
   local s = ARGV[1] .. ':q:' .. p
-  if redis.call('EXISTS', s) == 1 then
-    local floor = nil
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
-      local info = {}
-      for j = 1, #g, 2 do
-        info[g[j]] = g[j + 1]
-      end
-      local need = info['last-delivered-id']
-      if tonumber(info['pending']) > 0 then
-        local oldest = redis.call('XPENDING', s, info['name'])[2]
-        if oldest and before(oldest, need) then
-          need = oldest
-        end
-      end
-      if not floor or before(need, floor) then
-        floor = need
+  local floor = nil
+  for _, info in ipairs(groups(s)) do
+    local need = info['last-delivered-id']
+    if tonumber(info['pending']) > 0 then
+      local oldest = redis.call('XPENDING', s, info['name'])[2]
+      if oldest and before(oldest, need) then
+        need = oldest
       end
     end
-    if floor then
-      redis.call('XTRIM', s, 'MINID', floor)
+    if not floor or before(need, floor) then
+      floor = need
     end
+  end
+  if floor then
+    redis.call('XTRIM', s, 'MINID', floor)
   end
 end
 return #ids
@@ -227,25 +240,19 @@ inline constexpr const char* backlog_lua = R"lua(
 local total = redis.call('ZCARD', ARGV[1] .. ':delayed')
 for p = 0, 2 do
   local s = ARGV[1] .. ':q:' .. p
-  if redis.call('EXISTS', s) == 1 then
-    local found = false
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
-      local info = {}
-      for j = 1, #g, 2 do
-        info[g[j]] = g[j + 1]
+  local found = false
+  for _, info in ipairs(groups(s)) do
+    if info['name'] == ARGV[2] then
+      found = true
+      local lag = info['lag']
+      if type(lag) ~= 'number' then
+        lag = #redis.call('XRANGE', s, '(' .. info['last-delivered-id'], '+')
       end
-      if info['name'] == ARGV[2] then
-        found = true
-        local lag = info['lag']
-        if type(lag) ~= 'number' then
-          lag = #redis.call('XRANGE', s, '(' .. info['last-delivered-id'], '+')
-        end
-        total = total + lag + info['pending']
-      end
+      total = total + lag + info['pending']
     end
-    if not found then
-      total = total + redis.call('XLEN', s)
-    end
+  end
+  if not found then
+    total = total + redis.call('XLEN', s)
   end
 end
 return total

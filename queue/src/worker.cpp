@@ -724,6 +724,9 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   void heartbeat_loop() {
     internal::connection conn{cfg, url};
+    // Connected up front: connecting loads the scripts (several round
+    // trips), which must not eat into the first lease.
+    static_cast<void>(conn.connect());
     for (;;) {
       {
         std::unique_lock<std::mutex> guard{mtx};

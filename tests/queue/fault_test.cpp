@@ -227,7 +227,9 @@ TEST_F(fault_test,
     auto when = unix_ms();
     std::erase(children, pid);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        << "a worker ended otherwise than by the injected SIGKILL";
+        << "a worker ended otherwise than by the injected SIGKILL: "
+        << (WIFEXITED(status) ? "exit code " : "signal ")
+        << (WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     ++deaths;
     ++per_point[static_cast<int>(planned[pid])];
     for (auto& id : pending_of(fmt::format("{}-{}-1", host, pid)))
