@@ -216,7 +216,13 @@ void run_jobs(benchmark::State& state, int workers, bool batched) {
             return;
           }
       }
+      auto enqueued = std::chrono::steady_clock::now();
       wait_drained(*producer);
+      if (std::getenv("QUEUE_BENCH_VERBOSE") != nullptr)
+        std::fprintf(stderr, "  drained %.0f ms after the last enqueue\n",
+                     std::chrono::duration<double, std::milli>(
+                         std::chrono::steady_clock::now() - enqueued)
+                         .count());
     }
     after = redis_usage::read(*producer);
   }
