@@ -63,14 +63,21 @@ TEST_F(event_bus_threads_test,
   };
   std::vector<checker> checks(subscribers);
   std::vector<subscription> subs;
+  // A loaded (or sanitized) machine may starve a courier for more than the
+  // default second: the publisher waits instead of being refused.
+  subscription_options opts;
+  opts.block_timeout = patience;
   for (auto& c : checks) {
-    auto s = sut.subscribe<int>("load.events", [&c](int x) {
-      if (x != c.next)
-        ++c.out_of_order;
-      c.next = x + 1;
-      if (c.next == n)
-        c.done.set_value();
-    });
+    auto s = sut.subscribe<int>(
+        "load.events",
+        [&c](int x) {
+          if (x != c.next)
+            ++c.out_of_order;
+          c.next = x + 1;
+          if (c.next == n)
+            c.done.set_value();
+        },
+        opts);
     ASSERT_TRUE(s);
     subs.push_back(std::move(*s));
   }
@@ -214,17 +221,21 @@ TEST_F(event_bus_threads_test,
   std::promise<void> entered;
   std::atomic<bool> finished{false};
   std::atomic<int> calls{0};
-  auto sub = sut.subscribe<int>("c", [&](int) {
+  subscription sub;
+  sub = std::move(*sut.subscribe<int>("c", [&](int) {
     if (++calls == 1) {
       entered.set_value();
-      std::this_thread::sleep_for(20ms); // a slow handler, not a sync point
+      // Still running when cancel starts (it deactivates first, then waits).
+      for (auto t0 = std::chrono::steady_clock::now();
+           sub.active() && std::chrono::steady_clock::now() - t0 < patience;)
+        std::this_thread::yield();
       finished = true;
     }
-  });
+  }));
   sut.publish("c", 1);
   sut.publish("c", 2);
   ASSERT_EQ(entered.get_future().wait_for(patience), std::future_status::ready);
-  sub->cancel();
+  sub.cancel();
   EXPECT_TRUE(finished.load());
   EXPECT_EQ(calls.load(), 1); // event 2 never ran
 }
