@@ -1,5 +1,7 @@
 #include "actorbus/actors/handler_pool.hpp"
 
+#include "gate.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -23,17 +25,7 @@ namespace {
 
 constexpr auto long_wait = caf::timespan{30s};
 
-/// A gate that workers wait on until the test opens it (bounded wait).
-struct gate {
-  std::promise<void> p;
-  std::shared_future<void> f{p.get_future().share()};
-  void open() {
-    p.set_value();
-  }
-  bool pass() const {
-    return f.wait_for(30s) == std::future_status::ready;
-  }
-};
+using actorbus::test::gate;
 
 /// What the test's workers do with a request `x`.
 struct worker_script {

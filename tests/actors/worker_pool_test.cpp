@@ -1,6 +1,8 @@
 #include "actorbus/actors/worker_pool.hpp"
 #include "actorbus/runtime/call.hpp"
 
+#include "gate.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
@@ -22,17 +24,7 @@ namespace {
 
 constexpr auto long_wait = caf::timespan{30s};
 
-/// A gate that tasks wait on until the test opens it (bounded wait).
-struct gate {
-  std::promise<void> p;
-  std::shared_future<void> f{p.get_future().share()};
-  void open() {
-    p.set_value();
-  }
-  bool pass() const {
-    return f.wait_for(30s) == std::future_status::ready;
-  }
-};
+using actorbus::test::gate;
 
 class worker_pool_test : public ::testing::Test {
 protected:
