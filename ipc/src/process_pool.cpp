@@ -110,8 +110,17 @@ struct pool_core::impl {
       : fn(std::move(f))
       , opts(o)
       , slots(o.workers) {
-    // The supervisor and the process actors need little: one thread.
+    // The supervisor and the process actors need little: one thread, and
+    // one that sleeps while workers compute. CAF's stock polling (500 sleeps
+    // of 50 µs after every message, then a wake-up every 10 ms) took a
+    // quarter of a core from the workers right after the pool started;
+    // here the thread blocks on its condition variable after a short spin,
+    // and every enqueue wakes it (it has no sibling to steal from).
     cfg.set("scheduler.max-threads", size_t{1});
+    cfg.set("work-stealing.aggressive-poll-attempts", size_t{10});
+    cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
+    cfg.set("work-stealing.relaxed-sleep-duration",
+            caf::timespan{std::chrono::seconds(1)});
     cfg.set("logger.verbosity", caf::atom("quiet"));
   }
 
