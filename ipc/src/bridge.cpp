@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -130,23 +131,44 @@ struct bus_bridge::impl {
 
   void publish_frame(const std::vector<std::byte>& buf) {
     auto frame = decode_frame(buf, ch.max_frame());
-    if (!frame || frame->kind != frame_kind::message) {
-      undecodable.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
+    if (!frame)
+      return reject_frame(buf, std::string{}, describe(frame.error()));
+    if (frame->kind != frame_kind::message)
+      return reject_frame(buf, std::string{},
+                          "frame of kind " +
+                              std::to_string(static_cast<int>(frame->kind)) +
+                              " where an event was expected");
     auto msg = decode_message(bus.system(), frame->payload);
-    if (!msg || msg->size() < 2 || !msg->match_element<std::string>(0)) {
-      undecodable.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
+    if (!msg)
+      return reject_frame(buf, std::string{}, describe(msg.error()));
+    if (msg->size() < 2 || !msg->match_element<std::string>(0))
+      return reject_frame(buf, std::string{}, "no topic and value");
     const auto& topic = msg->get_as<std::string>(0);
-    if (!bus::is_valid_topic(topic) || topic.front() == '$') {
-      undecodable.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
+    if (!bus::is_valid_topic(topic) || topic.front() == '$')
+      return reject_frame(buf, topic, "invalid or reserved topic");
     received.fetch_add(1, std::memory_order_relaxed);
     if (bus.publish_message(topic, msg->drop(1), remote_addr))
       refused.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // A frame from the other process that is no bridge event: counted, and a
+  // `handler_failed` dead letter on the local bus that says why and holds
+  // the frame's bytes, so that a broken or hostile peer shows up where
+  // every other loss does. The reader goes on with the next frame.
+  void reject_frame(const std::vector<std::byte>& buf, std::string topic,
+                    const std::string& why) {
+    undecodable.fetch_add(1, std::memory_order_relaxed);
+    bus::dead_letter letter;
+    letter.topic = std::move(topic);
+    letter.reason = bus::dead_letter_reason::handler_failed;
+    letter.detail = "bus bridge '" + ch.name() + "': undecodable frame (" +
+                    std::to_string(buf.size()) +
+                    " bytes) from the other process: " + why;
+    letter.publisher = remote_addr;
+    std::vector<uint8_t> raw(buf.size());
+    std::memcpy(raw.data(), buf.data(), buf.size());
+    letter.event = caf::make_message(std::move(raw));
+    (void)bus.publish(bus::dead_letter_topic, std::move(letter));
   }
 
   void went_down(caf::error reason) {

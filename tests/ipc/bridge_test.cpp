@@ -1,4 +1,5 @@
 #include "actorbus/ipc/bridge.hpp"
+#include "actorbus/ipc/frame.hpp"
 
 #include "channel_peer.hpp"
 
@@ -86,6 +87,64 @@ int echo_peer(channel ch, std::string exports) {
   ::_exit(done ? 0 : 4); // skip the actor system's teardown in the child
 }
 
+// The child process of a broken peer: writes four frames that are no bridge
+// events into the channel (garbage, a frame cut short, an event whose
+// payload is cut short, an event on a reserved topic), then bridges its bus
+// exporting "data.#" and publishes 42 on "data.after", until the parent
+// closes the bridge.
+int garbage_peer(channel ch) {
+  caf::actor_system_config cfg;
+  configure(cfg);
+  caf::actor_system sys{cfg};
+  auto event = [&](const std::string& topic) {
+    auto payload = encode_message(sys, caf::make_message(topic, int32_t{7}));
+    if (!payload)
+      ::_exit(6);
+    std::vector<std::byte> frame;
+    encode_frame(frame_kind::message, 0, *payload, frame);
+    return std::pair{*payload, frame};
+  };
+  std::vector<std::vector<std::byte>> bad;
+  bad.emplace_back(16, std::byte{0xAB});
+  auto [payload, frame] = event("data.cut");
+  frame.resize(frame.size() - 3);
+  bad.push_back(frame);
+  payload.resize(payload.size() - 3);
+  encode_frame(frame_kind::message, 0, payload, frame);
+  bad.push_back(frame);
+  bad.push_back(event("$dead-letters").second);
+  for (auto& x : bad)
+    if (ch.send(x, 5s))
+      return 5;
+  bus::event_bus local{sys};
+  std::promise<void> closed;
+  bridge_options opts;
+  opts.export_patterns = {"data.#"};
+  opts.on_down = [&](const caf::error&) { closed.set_value(); };
+  auto bridge = bus_bridge::start(local, std::move(ch), std::move(opts));
+  if (!bridge)
+    return 2;
+  if (local.publish("data.after", int32_t{42}))
+    return 3;
+  auto done = closed.get_future().wait_for(30s) == std::future_status::ready;
+  ::_exit(done ? 0 : 4); // skip the actor system's teardown in the child
+}
+
+// Every dead letter of a bus; `done` is set at the `expected`-th.
+struct dead_letters {
+  std::mutex mtx;
+  std::vector<bus::dead_letter> letters;
+  size_t expected = 0;
+  std::promise<void> done;
+
+  void operator()(const bus::dead_letter& x) {
+    std::lock_guard guard{mtx};
+    letters.push_back(x);
+    if (letters.size() == expected)
+      done.set_value();
+  }
+};
+
 // The first dead letter of a bus.
 struct first_dead_letter {
   std::once_flag once;
@@ -131,9 +190,18 @@ struct bridge_test : ::testing::Test {
   /// actor system, the bus and a bridge exporting `exports`.
   void start(std::string child_exports, std::vector<std::string> exports,
              std::function<void(const caf::error&)> on_down = nullptr) {
-    peer.emplace(name.str(), [child_exports](channel ch) {
-      return echo_peer(std::move(ch), child_exports);
-    });
+    start_with(
+        [child_exports](channel ch) {
+          return echo_peer(std::move(ch), child_exports);
+        },
+        std::move(exports), std::move(on_down));
+  }
+
+  /// Same with `child` as the forked process's body.
+  void start_with(std::function<int(channel)> child,
+                  std::vector<std::string> exports,
+                  std::function<void(const caf::error&)> on_down = nullptr) {
+    peer.emplace(name.str(), std::move(child));
     ASSERT_TRUE(peer->ok());
     sys.emplace(cfg);
     bus.emplace(*sys);
@@ -288,6 +356,47 @@ TEST_F(bridge_test, a_killed_peer_is_reported_within_500ms_and_nothing_hangs) {
   EXPECT_EQ(x.reason, bus::dead_letter_reason::handler_failed);
   EXPECT_NE(x.detail.find("peer_dead"), std::string::npos) << x.detail;
   sut->stop(); // returns: the watchdog fails the test otherwise
+}
+
+TEST_F(bridge_test,
+       undecodable_frames_become_dead_letters_and_later_events_still_arrive) {
+  start_with(garbage_peer, {});
+  dead_letters dead;
+  dead.expected = 4;
+  auto dead_sub = bus->subscribe<bus::dead_letter>(
+      bus::dead_letter_topic, [&](const bus::dead_letter& x) { dead(x); });
+  ASSERT_TRUE(dead_sub);
+  inbox box;
+  auto sub = collect(box, "data.#", "data.after");
+  ASSERT_EQ(box.done.get_future().wait_for(10s), std::future_status::ready);
+  ASSERT_EQ(dead.done.get_future().wait_for(10s), std::future_status::ready);
+  {
+    std::lock_guard guard{box.mtx};
+    ASSERT_EQ(box.topics, std::vector<std::string>{"data.after"});
+    ASSERT_TRUE(box.values[0].match_elements<int32_t>());
+    EXPECT_EQ(box.values[0].get_as<int32_t>(0), 42);
+  }
+  std::lock_guard guard{dead.mtx};
+  std::vector<std::string> topics;
+  for (auto& x : dead.letters) {
+    topics.push_back(x.topic);
+    EXPECT_EQ(x.reason, bus::dead_letter_reason::handler_failed);
+    EXPECT_NE(x.detail.find("undecodable frame"), std::string::npos)
+        << x.detail;
+    EXPECT_EQ(x.publisher, sut->remote_publisher());
+    EXPECT_TRUE(x.event.match_elements<std::vector<uint8_t>>());
+  }
+  // Garbage, a cut frame and a cut payload carry no topic; the reserved
+  // topic is named.
+  EXPECT_EQ(topics, (std::vector<std::string>{"", "", "", "$dead-letters"}));
+  EXPECT_EQ(dead.letters[0].event.get_as<std::vector<uint8_t>>(0),
+            std::vector<uint8_t>(16, 0xAB));
+  EXPECT_NE(dead.letters[1].detail.find("corrupt_frame"), std::string::npos)
+      << dead.letters[1].detail;
+  auto st = sut->stats();
+  EXPECT_EQ(st.undecodable, 4u);
+  EXPECT_EQ(st.received, 1u);
+  EXPECT_TRUE(sut->connected());
 }
 
 TEST_F(bridge_test, an_invalid_export_pattern_is_refused) {

@@ -32,8 +32,14 @@
 // sender: backpressure across processes). An event that cannot be sent
 // (serialization failed, timeout, peer gone) becomes a `handler_failed`
 // dead letter on the sending bus with the reason; drops on either bus are
-// dead-lettered by that bus. `stats()` counts all of it. Nothing is lost
-// silently.
+// dead-lettered by that bus. A frame from the other process that does not
+// decode (corrupt, truncated, not an event, invalid topic) becomes a
+// `handler_failed` dead letter on the receiving bus: `detail` starts with
+// "bus bridge '<channel>': undecodable frame" and gives the cause, `topic`
+// is the frame's topic if it had one (else empty), `publisher` is
+// `remote_publisher()`, `event` holds the frame's bytes as a
+// `std::vector<uint8_t>`; the reader goes on with the next frame.
+// `stats()` counts all of it. Nothing is lost silently.
 //
 // Peer death: when the other process dies or closes its end, `on_down` is
 // called once (within the channel's liveness interval) with
@@ -88,7 +94,7 @@ struct bridge_stats {
   /// `block` refused (the bus dead-lettered them for that subscription).
   uint64_t refused = 0;
   /// Frames from the other process that did not decode, or carried an
-  /// invalid topic; dropped here and only counted.
+  /// invalid topic; each also a dead letter on the local bus.
   uint64_t undecodable = 0;
 };
 
