@@ -79,6 +79,19 @@ constexpr size_t max_window = 256;
 // A year stands for "the pool's life" in the supervisor's intensity window.
 constexpr auto forever = std::chrono::hours(24 * 365);
 
+// Runs `f` on a thread of its own and waits for it. The pool's actor system
+// is created and destroyed this way: CAF 0.17 keeps a reference to the
+// logger of the last system a thread created in a thread_local of that
+// thread, and releases it again when the system is destroyed there. For a
+// pool in a static object that thread is the main thread at exit, whose
+// thread_locals are destroyed before static objects: the logger was
+// released twice and the process aborted in ~actor_system. A thread that
+// lives only for the call has no such history.
+template <class F>
+void on_own_thread(F f) {
+  std::thread{std::move(f)}.join();
+}
+
 } // namespace
 
 struct pool_core::impl {
@@ -312,6 +325,14 @@ struct pool_core::impl {
       caf::anon_send_exit(victim, caf::exit_reason::kill);
   }
 
+  // Stops the supervisor and the actor system (see on_own_thread).
+  void stop_system() {
+    on_own_thread([this] {
+      stop_supervisor();
+      sys.reset();
+    });
+  }
+
   // Stops the supervisor (and with it every process actor), bounded.
   void stop_supervisor() {
     if (!sup)
@@ -342,12 +363,16 @@ pool_core::~pool_core() {
   impl_->cv.notify_all();
   for (auto& t : impl_->drivers)
     t.join();
-  impl_->stop_supervisor();
+  impl_->stop_system();
 }
 
 caf::error pool_core::start() {
-  impl_->sys.emplace(impl_->cfg);
-  if (auto err = impl_->start_supervisor())
+  caf::error err;
+  on_own_thread([this, &err] {
+    impl_->sys.emplace(impl_->cfg);
+    err = impl_->start_supervisor();
+  });
+  if (err)
     return err;
   // The supervisor starts the workers in order; wait (bounded) for all.
   {
@@ -361,13 +386,13 @@ caf::error pool_core::start() {
     if (!impl_->cv.wait_for(guard, 30s,
                             [&] { return all_up() || impl_->gave_up; })) {
       guard.unlock();
-      impl_->stop_supervisor();
+      impl_->stop_system();
       return make_error(errc::timeout, "process pool workers did not start");
     }
     if (impl_->gave_up) {
-      auto err = impl_->gave_up;
+      err = impl_->gave_up;
       guard.unlock();
-      impl_->stop_supervisor();
+      impl_->stop_system();
       return err;
     }
   }

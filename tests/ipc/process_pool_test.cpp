@@ -7,7 +7,10 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <set>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <unistd.h>
 
@@ -201,4 +204,34 @@ TEST_F(process_pool_test, destroying_the_pool_stops_and_reaps_every_worker) {
     EXPECT_NE(::kill(pid, 0), 0) << "worker " << pid << " left behind";
     EXPECT_EQ(errno, ESRCH);
   }
+}
+
+TEST_F(process_pool_test, pools_in_static_objects_shut_down_cleanly_at_exit) {
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  auto pid = actorbus::ipc::testing::fork_child([&] {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::execl(ACTORBUS_STATIC_POOL_PROGRAM, ACTORBUS_STATIC_POOL_PROGRAM,
+            static_cast<char*>(nullptr));
+    return 127;
+  });
+  ASSERT_GT(pid, 0);
+  ::close(out[1]);
+  std::string text;
+  char buf[256];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof(buf))) > 0;)
+    text.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  auto status = actorbus::ipc::testing::wait_child(pid, 30s);
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status << ", output: " << text;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+  EXPECT_EQ(text.rfind("results 9 36\nworkers ", 0), 0u) << text;
+  // Its three workers were stopped and reaped before it exited.
+  std::istringstream pids{text.substr(text.find("workers ") + 8)};
+  int count = 0;
+  for (int worker = 0; pids >> worker; ++count)
+    EXPECT_NE(::kill(worker, 0), 0) << "worker " << worker << " left behind";
+  EXPECT_EQ(count, 3);
 }

@@ -24,6 +24,11 @@
 //
 // Thread-safety: map, map_unordered and submit may be called from several
 // threads.
+//
+// Lifetime: destroying the pool stops and reaps its workers. A pool may live
+// in a static object (at namespace scope or function-local): its own actor
+// system is created and destroyed on a thread of its own, so destruction at
+// exit, after the main thread's thread_locals are gone, is safe.
 
 #include "actorbus/ipc/channel.hpp"
 #include "actorbus/ipc/error.hpp"
