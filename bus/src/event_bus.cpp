@@ -21,6 +21,8 @@
 #include <atomic>
 #include <exception>
 #include <map>
+#include <memory>
+#include <new>
 #include <optional>
 #include <shared_mutex>
 #include <thread>
@@ -119,6 +121,46 @@ gather_sink::~gather_sink() {
 
 // -- state --------------------------------------------------------------------
 
+/// Allocates whole cache lines. What a publisher reads per event then shares
+/// no line with a heap neighbour that another core writes (an event freed by
+/// a courier, say), which would cost the publisher a cache miss per event.
+template <class T>
+struct line_allocator {
+  using value_type = T;
+
+  line_allocator() = default;
+
+  template <class U>
+  line_allocator(const line_allocator<U>&) noexcept {
+    // nop
+  }
+
+  static size_t bytes(size_t n) noexcept {
+    return (n * sizeof(T) + 63) / 64 * 64;
+  }
+
+  T* allocate(size_t n) {
+    return static_cast<T*>(::operator new (bytes(n), std::align_val_t{64}));
+  }
+
+  void deallocate(T* ptr, size_t n) noexcept {
+    ::operator delete (ptr, bytes(n), std::align_val_t{64});
+  }
+
+  friend bool operator==(line_allocator, line_allocator) noexcept {
+    return true;
+  }
+
+  friend bool operator!=(line_allocator, line_allocator) noexcept {
+    return false;
+  }
+};
+
+/// The subscriptions whose pattern matches one topic.
+using subscriber_list =
+    std::vector<std::shared_ptr<subscriber_state>,
+                line_allocator<std::shared_ptr<subscriber_state>>>;
+
 /// Counters and cached subscriber list of one topic. Entries live as long
 /// as the bus core, so queued items point at them.
 struct topic_entry {
@@ -135,7 +177,7 @@ struct topic_entry {
   std::atomic<uint64_t> dead_lettered{0};
   // Guarded by bus_core::mtx_: written under the exclusive lock only.
   uint64_t generation = 0;
-  std::shared_ptr<const std::vector<std::shared_ptr<subscriber_state>>> subs;
+  std::shared_ptr<const subscriber_list> subs;
   // Guarded by bus_core::retained_mtx_.
   bool has_retained = false;
   caf::message retained;
@@ -152,9 +194,20 @@ struct item {
 
 /// A FIFO of items in a power-of-two ring that grows on demand (never
 /// beyond the next power of two of the capacity) and allocates nothing per
-/// item once grown.
+/// item once grown. Four words, so that it shares a cache line with the
+/// lock that guards it.
 class item_ring {
 public:
+  item_ring() = default;
+
+  item_ring(const item_ring&) = delete;
+
+  item_ring& operator=(const item_ring&) = delete;
+
+  ~item_ring() {
+    release();
+  }
+
   size_t size() const noexcept {
     return count_;
   }
@@ -164,15 +217,15 @@ public:
   }
 
   void push_back(item&& x) {
-    if (count_ == buf_.size())
+    if (count_ == size_)
       grow();
-    buf_[(head_ + count_) & (buf_.size() - 1)] = std::move(x);
+    buf_[(head_ + count_) & (size_ - 1)] = std::move(x);
     ++count_;
   }
 
   item pop_front() {
     item x = std::move(buf_[head_]);
-    head_ = (head_ + 1) & (buf_.size() - 1);
+    head_ = (head_ + 1) & (size_ - 1);
     --count_;
     return x;
   }
@@ -185,14 +238,26 @@ public:
 
 private:
   void grow() {
-    std::vector<item> next(std::max<size_t>(8, buf_.size() * 2));
+    auto next_size = std::max<size_t>(8, size_ * 2);
+    auto* next = line_allocator<item>{}.allocate(next_size);
+    std::uninitialized_default_construct_n(next, next_size);
     for (size_t i = 0; i < count_; ++i)
-      next[i] = std::move(buf_[(head_ + i) & (buf_.size() - 1)]);
-    buf_.swap(next);
+      next[i] = std::move(buf_[(head_ + i) & (size_ - 1)]);
+    release();
+    buf_ = next;
+    size_ = next_size;
     head_ = 0;
   }
 
-  std::vector<item> buf_;
+  void release() noexcept {
+    if (buf_ == nullptr)
+      return;
+    std::destroy_n(buf_, size_);
+    line_allocator<item>{}.deallocate(buf_, size_);
+  }
+
+  item* buf_ = nullptr;
+  size_t size_ = 0;
   size_t head_ = 0;
   size_t count_ = 0;
 };
@@ -269,6 +334,13 @@ public:
     return std::chrono::steady_clock::now() + opts_.cancel_timeout;
   }
 
+  // The layout keeps what a publisher touches per event (the lock, the
+  // queue's indices, the flags) on one cache line, and what the courier
+  // writes per event or per batch off it: a publisher and a courier
+  // running on two cores then pass one line back and forth per batch
+  // instead of several per event.
+
+  // Read-mostly.
   std::shared_ptr<bus_core> core_;
   const std::string pattern_;
   handler_fn fn_;
@@ -276,34 +348,37 @@ public:
   const caf::actor_addr target_;
   const bool is_actor_;
   const subscription_options opts_;
-  caf::actor courier_;
   std::atomic<bool> active_{true};
   // Set when the subscribed actor died: nothing can arrive any more.
   std::atomic<bool> target_down_{false};
-  std::atomic<uint64_t> delivered_{0};
-  std::atomic<uint64_t> dropped_{0};
-
-  // Held while checking `active_` and running one callback (or sending one
-  // event to the actor), so that cancel can wait for a running callback.
-  std::timed_mutex delivering_;
+  // Prebuilt, shared by every drain request.
+  const caf::message drain_msg_ = caf::make_message(drain_atom::value);
 
   // Taken per publish and per drained batch; waits use the _any variables.
-  mutable spin_mutex mtx_;
-  std::condition_variable_any not_full_;
-  // Signalled when an actor acknowledges an event while a cancel waits.
-  std::condition_variable_any acked_;
-  item_ring queue_;
-  // Owned by the courier: the batch being handled.
-  std::vector<item> batch_;
+  alignas(64) mutable spin_mutex mtx_;
+  bool scheduled_ = false;
   // Items taken out of the queue and not finished yet; they count toward
   // the capacity, so a stalled subscriber holds at most `capacity` events.
   size_t in_progress_ = 0;
   size_t waiting_ = 0;
-  bool scheduled_ = false;
+  item_ring queue_;
+  caf::actor courier_;
+
+  // Written by the courier per batch (and by publishers on drops).
+  alignas(64) std::atomic<uint64_t> delivered_{0};
+  std::atomic<uint64_t> dropped_{0};
+  std::condition_variable_any not_full_;
+  // Signalled when an actor acknowledges an event while a cancel waits.
+  std::condition_variable_any acked_;
+
+  // Owned by the courier.
+  // Held while checking `active_` and running one callback (or sending one
+  // event to the actor), so that cancel can wait for a running callback.
+  alignas(64) std::timed_mutex delivering_;
+  // The batch being handled.
+  std::vector<item> batch_;
   // Empty drains in a row (see drain).
   size_t idle_passes_ = 0;
-  // Prebuilt, shared by every drain request.
-  const caf::message drain_msg_ = caf::make_message(drain_atom::value);
 
 private:
   void deliver_batch();
@@ -332,12 +407,14 @@ struct last_topic_cache {
   uint64_t generation = 0;
   std::string topic;
   topic_entry* entry = nullptr;
-  std::weak_ptr<const std::vector<std::shared_ptr<subscriber_state>>> subs;
+  std::weak_ptr<const subscriber_list> subs;
 };
 
 thread_local last_topic_cache last_topic;
 
-class bus_core : public std::enable_shared_from_this<bus_core> {
+// On cache lines of its own (see line_allocator): publishers read it per
+// event.
+class alignas(64) bus_core : public std::enable_shared_from_this<bus_core> {
 public:
   bus_core(caf::actor_system& sys, bus_config cfg)
       : sys_(sys)
@@ -395,8 +472,7 @@ private:
     }
   };
 
-  using subs_ptr =
-      std::shared_ptr<const std::vector<std::shared_ptr<subscriber_state>>>;
+  using subs_ptr = std::shared_ptr<const subscriber_list>;
 
   /// Finds the entry of `topic`, creating it and refreshing its subscriber
   /// list as needed. Returns the entry and its subscribers.
@@ -708,7 +784,7 @@ void bus_core::refresh(topic_entry& e) {
   std::vector<subscriber_state*> found;
   index_.match(e.name, found);
   auto subs =
-      std::make_shared<std::vector<std::shared_ptr<subscriber_state>>>();
+      std::allocate_shared<subscriber_list>(line_allocator<subscriber_list>{});
   subs->reserve(found.size());
   for (auto* s : found)
     subs->push_back(subs_.at(s));
@@ -759,7 +835,7 @@ caf::error bus_core::publish(std::string_view topic, caf::message event,
   auto found = lookup(topic);
   if (!found)
     return std::move(found.error());
-  auto [entry, subs] = *found;
+  auto& [entry, subs] = *found; // no reference-count round trip
   bool is_dead_letter = topic == dead_letter_topic;
   if (opts.retain && !sink) {
     // Under the shared lock, so that a concurrent subscribe (exclusive)
