@@ -22,6 +22,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <poll.h>
 #include <sstream>
@@ -82,6 +85,23 @@ int worker_main(const std::string& url, size_t batch) {
   return 0;
 }
 
+/// How often the threads of process `pid` went to sleep so far (voluntary
+/// context switches, from /proc): each one is a wake-up later, the cost
+/// that dominates a job's path on a virtual machine. Unlike CPU time, it
+/// does not depend on how loaded the machine is.
+double sleeps_of(long pid) {
+  double total = 0;
+  std::error_code ec;
+  auto dir = "/proc/" + std::to_string(pid) + "/task";
+  for (auto& task : std::filesystem::directory_iterator{dir, ec}) {
+    std::ifstream in{task.path() / "status"};
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
+        total += std::strtod(line.c_str() + 24, nullptr);
+  }
+  return total;
+}
+
 /// Worker processes, ready when constructed, stopped when destroyed.
 class worker_processes {
 public:
@@ -120,6 +140,34 @@ public:
       waitpid(pid, nullptr, 0);
   }
 
+  /// CPU time (user and system, all threads) the worker processes used
+  /// so far, from /proc/<pid>/stat.
+  double cpu_seconds() const {
+    double total = 0;
+    for (auto pid : pids_) {
+      std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+      std::string text{std::istreambuf_iterator<char>{in}, {}};
+      // Fields after the parenthesised command name: state is the 3rd
+      // field, utime and stime the 14th and 15th.
+      std::istringstream rest{text.substr(text.rfind(')') + 2)};
+      std::string x;
+      double utime = 0;
+      double stime = 0;
+      for (int i = 3; i <= 13; ++i)
+        rest >> x;
+      rest >> utime >> stime;
+      total += (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+    return total;
+  }
+
+  double sleeps() const {
+    double total = 0;
+    for (auto pid : pids_)
+      total += sleeps_of(pid);
+    return total;
+  }
+
 private:
   std::vector<pid_t> pids_;
 };
@@ -130,6 +178,7 @@ private:
 struct redis_usage {
   double calls = 0;
   double cpu_s = 0;
+  double sleeps = 0;
 
   static double field(const std::string& text, const std::string& name) {
     auto pos = text.find(name);
@@ -162,6 +211,8 @@ struct redis_usage {
         std::fprintf(stderr, "  %s\n", line.c_str());
     }
     out.cpu_s = field(*cpu, "used_cpu_sys:") + field(*cpu, "used_cpu_user:");
+    if (auto server = c.command({"INFO", "server"}))
+      out.sleeps = sleeps_of(static_cast<long>(field(*server, "process_id:")));
     return out;
   }
 };
@@ -176,6 +227,7 @@ void report_usage(benchmark::State& state, const redis_usage& before,
   polls = 0;
   state.counters["redis_cpu_us_per_job"] =
       (after.cpu_s - before.cpu_s) * 1e6 / n;
+  state.counters["redis_sleeps_per_job"] = (after.sleeps - before.sleeps) / n;
 }
 
 void wait_drained(q::client& c) {
@@ -202,6 +254,8 @@ void run_jobs(benchmark::State& state, int workers, bool batched) {
     worker_processes procs{workers, batch};
     producer->command({"CONFIG", "RESETSTAT"});
     before = redis_usage::read(*producer);
+    auto worker_sleeps = procs.sleeps();
+    auto producer_sleeps = sleeps_of(getpid());
     polls = 0;
     for (auto _ : state) {
       if (batched) {
@@ -224,7 +278,17 @@ void run_jobs(benchmark::State& state, int workers, bool batched) {
                          std::chrono::steady_clock::now() - enqueued)
                          .count());
     }
+    // Taken before the last INFO calls (the drain polls are in it though).
+    producer_sleeps = sleeps_of(getpid()) - producer_sleeps;
     after = redis_usage::read(*producer);
+    auto runs =
+        static_cast<double>(jobs) * static_cast<double>(state.iterations());
+    state.counters["worker_sleeps_per_job"] =
+        (procs.sleeps() - worker_sleeps) / runs;
+    state.counters["producer_sleeps_per_job"] = producer_sleeps / runs;
+    state.counters["worker_cpu_us_per_job"] =
+        procs.cpu_seconds() * 1e6 /
+        (static_cast<double>(jobs) * static_cast<double>(state.iterations()));
   }
   state.SetItemsProcessed(state.iterations() * jobs);
   report_usage(state, before, after,

@@ -116,9 +116,13 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   bool stopping = false;
   steady_clock::time_point stop_deadline;
 
-  // Entries whose lease the heartbeat renews.
+  // Entries whose lease the heartbeat renews. The heartbeat thread waits
+  // on its own condition variable: a completion wakes only the reading
+  // thread (one wake-up per task less).
   std::mutex lease_mtx;
+  std::condition_variable lease_cv;
   std::vector<std::pair<int, std::string>> leased;
+  bool heartbeat_stop = false;
 
   std::thread reader;
   std::thread heartbeat;
@@ -141,7 +145,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       std::lock_guard<std::mutex> guard{mtx};
       done.insert(done.end(), xs->begin(), xs->end());
     }
-    cv.notify_all();
+    cv.notify_one(); // Only the reading thread waits on `cv`.
   }
 
   void run_job(const job_ptr& j) {
@@ -583,6 +587,9 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     });
   }
 
+  /// The longest a read blocks in Redis.
+  static constexpr milliseconds read_block_max{100};
+
   void read_loop() {
     internal::connection conn{cfg, url};
     auto backoff = milliseconds{10};
@@ -612,6 +619,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           backoff = std::min(backoff * 2, cfg.reconnect_backoff_max);
           continue;
         }
+        // One socket timeout for every command of this connection, long
+        // enough for the longest blocking read: changing it per command
+        // costs two system calls each time.
+        conn.timeout(read_block_max + cfg.io_timeout);
         if (lost)
           ++reconnects;
         lost = false;
@@ -632,13 +643,15 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       auto room = busy < cfg.batch_size ? cfg.batch_size - busy : size_t{0};
       bool read = taking && room > 0;
       bool finish = !to_finish.empty();
-      bool may_block = inflight.empty() && !finish && to_run.empty();
+      // A blocking read may follow the acknowledgements in the same round
+      // trip: their reply comes at once, the read's when a task arrives.
+      bool may_block = inflight.empty() && to_run.empty();
       if (!read && !finish) {
         dispatch();
         wait_for_completion(until_sweep(milliseconds{50}));
         continue;
       }
-      auto block = until_sweep(milliseconds{100});
+      auto block = until_sweep(read_block_max);
       if (finish)
         conn.append(finish_command(conn));
       if (read) {
@@ -654,7 +667,6 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           cmd.push_back(s);
         for (int i = 0; i < 3; ++i)
           cmd.emplace_back(">");
-        conn.timeout(may_block ? block + cfg.io_timeout : milliseconds{0});
         conn.append(cmd);
       }
       if (conn.flush()) {
@@ -689,7 +701,6 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       }
       if (read) {
         auto r = conn.next_reply();
-        conn.timeout(milliseconds{0});
         if (!r) {
           lost = true;
           continue;
@@ -728,15 +739,12 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     // trips), which must not eat into the first lease.
     static_cast<void>(conn.connect());
     for (;;) {
-      {
-        std::unique_lock<std::mutex> guard{mtx};
-        if (cv.wait_for(guard, cfg.heartbeat_interval,
-                        [&] { return stopping && inflight_empty_hint; }))
-          return;
-      }
       std::vector<std::pair<int, std::string>> xs;
       {
-        std::lock_guard<std::mutex> guard{lease_mtx};
+        std::unique_lock<std::mutex> guard{lease_mtx};
+        if (lease_cv.wait_for(guard, cfg.heartbeat_interval,
+                              [&] { return heartbeat_stop; }))
+          return;
         xs = leased;
       }
       if (xs.empty())
@@ -757,8 +765,6 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       }
     }
   }
-
-  bool inflight_empty_hint = false;
 };
 
 worker::worker(runtime::runtime& rt, queue_config cfg)
@@ -822,10 +828,10 @@ void worker::stop(caf::timespan deadline) {
   if (st.reader.joinable())
     st.reader.join();
   {
-    std::lock_guard<std::mutex> guard{st.mtx};
-    st.inflight_empty_hint = true;
+    std::lock_guard<std::mutex> guard{st.lease_mtx};
+    st.heartbeat_stop = true;
   }
-  st.cv.notify_all();
+  st.lease_cv.notify_all();
   if (st.heartbeat.joinable())
     st.heartbeat.join();
   caf::anon_send_exit(st.supervisor, caf::exit_reason::user_shutdown);
