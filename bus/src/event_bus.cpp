@@ -230,6 +230,13 @@ public:
     return x;
   }
 
+  void swap(item_ring& other) noexcept {
+    std::swap(buf_, other.buf_);
+    std::swap(size_, other.size_);
+    std::swap(head_, other.head_);
+    std::swap(count_, other.count_);
+  }
+
   /// Moves the first `n` items to the end of `out`.
   void take(size_t n, std::vector<item>& out) {
     for (size_t i = 0; i < n; ++i)
@@ -375,13 +382,16 @@ public:
   // Held while checking `active_` and running one callback (or sending one
   // event to the actor), so that cancel can wait for a running callback.
   alignas(64) std::timed_mutex delivering_;
-  // The batch being handled.
+  // The batch being handled (actor subscribers).
   std::vector<item> batch_;
+  // The events taken out of the queue and not handled yet (callback
+  // subscribers). Guarded by `delivering_`.
+  item_ring taken_;
   // Empty drains in a row (see drain).
   size_t idle_passes_ = 0;
 
 private:
-  void deliver_batch();
+  void drain_callback(caf::event_based_actor* self);
   void deliver_one(item& x);
   void deliver_to_actor(caf::event_based_actor* self, item& x);
   void finish_one_in_flight(caf::event_based_actor* self);
@@ -561,6 +571,7 @@ std::vector<item>
 subscriber_state::deactivate(std::chrono::steady_clock::time_point deadline,
                              bool* idle) {
   active_.store(false);
+  std::vector<item> rest;
   // Wait for a running callback, unless this is that callback. For actor
   // subscribers this is a barrier: no send starts after it.
   if (current_subscription != this) {
@@ -568,10 +579,13 @@ subscriber_state::deactivate(std::chrono::steady_clock::time_point deadline,
     auto ok = wait.try_lock_until(deadline);
     if (idle != nullptr)
       *idle = ok;
+    // Taken by the courier but not handled: older than the queue. When
+    // waiting timed out, the courier turns them into dead letters itself.
+    if (ok)
+      taken_.take(taken_.size(), rest);
   } else if (idle != nullptr) {
     *idle = true; // the callback that cancels runs nothing after itself
   }
-  std::vector<item> rest;
   {
     std::unique_lock guard{mtx_};
     queue_.take(queue_.size(), rest);
@@ -641,16 +655,6 @@ void subscriber_state::deliver_one(item& x) {
   if (x.sink)
     x.sink->fail();
   core_->dead_letter(x, reason, pattern_, std::move(failure));
-}
-
-void subscriber_state::deliver_batch() {
-  // One lock for the batch: cancel waits for the callback running now; the
-  // items after it see `active_` false and become dead letters.
-  std::unique_lock<std::timed_mutex> guard{delivering_};
-  current_subscription = this;
-  for (auto& x : batch_)
-    deliver_one(x);
-  current_subscription = nullptr;
 }
 
 void subscriber_state::finish_one_in_flight(caf::event_based_actor* self) {
@@ -726,55 +730,86 @@ void subscriber_state::deliver_to_actor(caf::event_based_actor* self, item& x) {
 }
 
 void subscriber_state::drain(caf::event_based_actor* self) {
-  auto is_actor = is_actor_;
+  if (!is_actor_) {
+    drain_callback(self);
+    return;
+  }
   {
     std::unique_lock guard{mtx_};
-    size_t n = std::min(queue_.size(), core_->cfg_.batch_size);
-    if (is_actor) {
-      auto window = opts_.max_in_flight > in_progress_
-                        ? opts_.max_in_flight - in_progress_
-                        : 0;
-      n = std::min(n, window);
-    } else {
-      in_progress_ = 0; // the previous batch is done
-    }
+    auto window = opts_.max_in_flight > in_progress_
+                      ? opts_.max_in_flight - in_progress_
+                      : 0;
+    size_t n = std::min({queue_.size(), core_->cfg_.batch_size, window});
     if (waiting_ > 0)
       not_full_.notify_all();
     if (n == 0) {
-      // Linger a few empty passes before going idle: a publisher in the
-      // middle of a burst then finds the courier awake and need not wake
-      // it (a wake-up costs a scheduler enqueue and often a futex call).
-      if (!is_actor && idle_passes_ < core_->cfg_.linger) {
-        ++idle_passes_;
-        guard.unlock();
-        self->send(self, drain_msg_);
-        return;
-      }
-      idle_passes_ = 0;
       scheduled_ = false;
       return;
     }
-    idle_passes_ = 0;
     queue_.take(n, batch_);
     in_progress_ += n;
   }
-  if (is_actor) {
-    for (auto& x : batch_)
-      deliver_to_actor(self, x);
-    batch_.clear();
-    // Responses call finish_one_in_flight, which schedules the next drain.
-    std::unique_lock guard{mtx_};
-    scheduled_ = false;
-    if (!queue_.empty() && in_progress_ < opts_.max_in_flight) {
-      scheduled_ = true;
-      guard.unlock();
-      self->send(self, drain_atom::value);
-    }
-    return;
-  }
-  deliver_batch();
+  for (auto& x : batch_)
+    deliver_to_actor(self, x);
   batch_.clear();
-  // Stay scheduled: the next drain closes this batch and takes more.
+  // Responses call finish_one_in_flight, which schedules the next drain.
+  std::unique_lock guard{mtx_};
+  scheduled_ = false;
+  if (!queue_.empty() && in_progress_ < opts_.max_in_flight) {
+    scheduled_ = true;
+    guard.unlock();
+    self->send(self, drain_atom::value);
+  }
+}
+
+void subscriber_state::drain_callback(caf::event_based_actor* self) {
+  // One lock per pass: cancel waits for the callback running now, and
+  // takes what is left in `taken_` only while no pass runs.
+  std::unique_lock<std::timed_mutex> delivering{delivering_};
+  {
+    std::unique_lock guard{mtx_};
+    // Handled items stop counting toward the capacity.
+    in_progress_ = taken_.size();
+    if (waiting_ > 0)
+      not_full_.notify_all();
+    if (taken_.empty()) {
+      if (queue_.empty()) {
+        // Linger a few empty passes before going idle: a publisher in the
+        // middle of a burst then finds the courier awake and need not wake
+        // it (a wake-up costs a scheduler enqueue and often a futex call).
+        if (idle_passes_ < core_->cfg_.linger) {
+          ++idle_passes_;
+          guard.unlock();
+          delivering.unlock();
+          self->send(self, drain_msg_);
+          return;
+        }
+        idle_passes_ = 0;
+        scheduled_ = false;
+        return;
+      }
+      // Take the whole queue in O(1): the publishers' lock is held for a
+      // swap, not for moving each event (publishers on another core would
+      // spin meanwhile).
+      queue_.swap(taken_);
+      in_progress_ = taken_.size();
+    }
+    idle_passes_ = 0;
+  }
+  current_subscription = this;
+  for (size_t i = 0; i < core_->cfg_.batch_size && !taken_.empty(); ++i) {
+    auto x = taken_.pop_front();
+    deliver_one(x);
+  }
+  // Cancelled meanwhile (by a callback, or after cancel gave up waiting):
+  // the rest become dead letters now, before the courier stops.
+  while (!active_.load() && !taken_.empty()) {
+    auto x = taken_.pop_front();
+    deliver_one(x);
+  }
+  current_subscription = nullptr;
+  delivering.unlock();
+  // Stay scheduled: the next pass takes more or lingers.
   self->send(self, drain_msg_);
 }
 
