@@ -323,6 +323,7 @@ void rtt(benchmark::State& state) {
     worker_processes procs{1, 256};
     producer->command({"CONFIG", "RESETSTAT"});
     before = redis_usage::read(*producer);
+    auto worker_sleeps = procs.sleeps();
     polls = 0;
     for (auto _ : state) {
       samples.measure([&] {
@@ -332,6 +333,9 @@ void rtt(benchmark::State& state) {
       });
     }
     after = redis_usage::read(*producer);
+    state.counters["worker_sleeps_per_job"] =
+        (procs.sleeps() - worker_sleeps) /
+        static_cast<double>(state.iterations());
   }
   samples.report(state);
   report_usage(state, before, after, static_cast<double>(state.iterations()));
