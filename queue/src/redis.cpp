@@ -10,11 +10,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <poll.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <thread>
@@ -194,11 +196,30 @@ caf::error connection::connect() {
 }
 
 void connection::timeout(std::chrono::milliseconds t) {
-  if (t.count() == 0)
-    t = cfg_.io_timeout;
-  if (ctx_ != nullptr && t != current_timeout_) {
-    redisSetTimeout(ctx_, to_timeval(t));
-    current_timeout_ = t;
+  // Replies are awaited with poll() and this timeout; the socket's own
+  // timeouts stay at io_timeout (set when connecting, they bound writes),
+  // so changing this costs no system call.
+  current_timeout_ = t.count() == 0 ? cfg_.io_timeout : t;
+}
+
+caf::error connection::wait_readable() {
+  auto deadline = std::chrono::steady_clock::now() + current_timeout_;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{ctx_->fd, POLLIN, 0};
+    auto n = poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (n > 0)
+      return caf::none; // Readable, or closed: the read tells which.
+    if (n == 0) {
+      drop();
+      return caf::make_error(
+          caf::sec::cannot_connect_to_node,
+          fmt::format("queue: no reply from Redis within {} ms",
+                      current_timeout_.count()));
+    }
+    if (errno != EINTR)
+      return io_error("poll");
   }
 }
 
@@ -239,9 +260,25 @@ caf::expected<reply_ptr> connection::next_reply() {
   if (ctx_ == nullptr)
     return caf::make_error(caf::sec::cannot_connect_to_node,
                            "queue: not connected");
+  // Like redisGetReply, but waits for the reply in poll() rather than
+  // asleep in read(): a thread asleep in read() on a Unix socket is also
+  // woken each time the server takes a request off that socket (the
+  // kernel signals free write space to every sleeper of the socket), a
+  // second wake-up per round trip; poll() only wakes for input.
   void* raw = nullptr;
-  if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr)
+  if (redisGetReplyFromReader(ctx_, &raw) != REDIS_OK)
     return io_error("read");
+  if (raw == nullptr) {
+    if (auto err = flush())
+      return err;
+    while (raw == nullptr) {
+      if (auto err = wait_readable())
+        return err;
+      if (redisBufferRead(ctx_) != REDIS_OK ||
+          redisGetReplyFromReader(ctx_, &raw) != REDIS_OK)
+        return io_error("read");
+    }
+  }
   return reply_ptr{static_cast<redisReply*>(raw)};
 }
 

@@ -97,7 +97,7 @@ public:
   std::vector<std::string> eval(script s, std::vector<std::string> keys,
                                 std::vector<std::string> argv) const;
 
-  /// Sets the socket timeout for the following commands (0: io_timeout).
+  /// Sets how long the following replies may take (0: io_timeout).
   void timeout(std::chrono::milliseconds t);
 
   const std::string& url() const noexcept {
@@ -106,6 +106,10 @@ public:
 
 private:
   caf::error io_error(const char* what);
+
+  /// Waits until the socket has input (or was closed), at most the current
+  /// timeout; drops the connection on a timeout.
+  caf::error wait_readable();
 
   queue_config cfg_;
   std::string url_;
