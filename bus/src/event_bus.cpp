@@ -196,6 +196,12 @@ struct item {
 /// beyond the next power of two of the capacity) and allocates nothing per
 /// item once grown. Four words, so that it shares a cache line with the
 /// lock that guards it.
+///
+/// A handled item may stay in its slot, spent (see drop_front): the push
+/// that reuses the slot then destroys it on the publisher's thread, where
+/// the publisher's next event is allocated. Events freed by the courier on
+/// another core would instead go back through the allocator's shared lists,
+/// a cache miss per event on both sides.
 class item_ring {
 public:
   item_ring() = default;
@@ -221,13 +227,32 @@ public:
       grow();
     buf_[(head_ + count_) & (size_ - 1)] = std::move(x);
     ++count_;
+    spent_ = std::min(spent_, size_ - count_);
   }
 
   item pop_front() {
     item x = std::move(buf_[head_]);
+    drop_front();
+    return x;
+  }
+
+  /// The oldest item, to be handled in place.
+  item& front() noexcept {
+    return buf_[head_];
+  }
+
+  /// Removes the oldest item but leaves it in its slot, spent.
+  void drop_front() noexcept {
     head_ = (head_ + 1) & (size_ - 1);
     --count_;
-    return x;
+    ++spent_;
+  }
+
+  /// Destroys the spent items (the events they hold).
+  void release_spent() noexcept {
+    for (size_t i = 1; i <= spent_; ++i)
+      buf_[(head_ - i) & (size_ - 1)] = item{};
+    spent_ = 0;
   }
 
   void swap(item_ring& other) noexcept {
@@ -235,6 +260,7 @@ public:
     std::swap(size_, other.size_);
     std::swap(head_, other.head_);
     std::swap(count_, other.count_);
+    std::swap(spent_, other.spent_);
   }
 
   /// Moves the first `n` items to the end of `out`.
@@ -254,6 +280,7 @@ private:
     buf_ = next;
     size_ = next_size;
     head_ = 0;
+    spent_ = 0;
   }
 
   void release() noexcept {
@@ -267,6 +294,8 @@ private:
   size_t size_ = 0;
   size_t head_ = 0;
   size_t count_ = 0;
+  // Slots before head_ holding spent items; at most size_ - count_.
+  size_t spent_ = 0;
 };
 
 /// A lock for critical sections of a few dozen instructions that a
@@ -581,14 +610,17 @@ subscriber_state::deactivate(std::chrono::steady_clock::time_point deadline,
       *idle = ok;
     // Taken by the courier but not handled: older than the queue. When
     // waiting timed out, the courier turns them into dead letters itself.
-    if (ok)
+    if (ok) {
       taken_.take(taken_.size(), rest);
+      taken_.release_spent();
+    }
   } else if (idle != nullptr) {
     *idle = true; // the callback that cancels runs nothing after itself
   }
   {
     std::unique_lock guard{mtx_};
     queue_.take(queue_.size(), rest);
+    queue_.release_spent();
     not_full_.notify_all();
   }
   return rest;
@@ -786,6 +818,11 @@ void subscriber_state::drain_callback(caf::event_based_actor* self) {
         }
         idle_passes_ = 0;
         scheduled_ = false;
+        // Idle: no publisher is about to reuse the slots, so an idle
+        // subscription holds no spent events.
+        queue_.release_spent();
+        guard.unlock();
+        taken_.release_spent();
         return;
       }
       // Take the whole queue in O(1): the publishers' lock is held for a
@@ -797,16 +834,18 @@ void subscriber_state::drain_callback(caf::event_based_actor* self) {
     idle_passes_ = 0;
   }
   current_subscription = this;
-  for (size_t i = 0; i < core_->cfg_.batch_size && !taken_.empty(); ++i) {
-    auto x = taken_.pop_front();
+  auto handle_front = [this] {
+    auto& x = taken_.front();
     deliver_one(x);
-  }
+    x.sink = nullptr; // the gather may finish without waiting for the slot
+    taken_.drop_front();
+  };
+  for (size_t i = 0; i < core_->cfg_.batch_size && !taken_.empty(); ++i)
+    handle_front();
   // Cancelled meanwhile (by a callback, or after cancel gave up waiting):
   // the rest become dead letters now, before the courier stops.
-  while (!active_.load() && !taken_.empty()) {
-    auto x = taken_.pop_front();
-    deliver_one(x);
-  }
+  while (!active_.load() && !taken_.empty())
+    handle_front();
   current_subscription = nullptr;
   delivering.unlock();
   // Stay scheduled: the next pass takes more or lingers.

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,6 +30,17 @@ struct order {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order& x) {
   return f(caf::meta::type_name("order"), x.id, x.item);
+}
+
+/// An event that shares a token: the token's use count tells how many
+/// copies of the event are still alive.
+struct tracked {
+  std::shared_ptr<int> token;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tracked&) {
+  return f(caf::meta::type_name("tracked"));
 }
 
 class event_bus_test : public actorbus::test::deterministic_fixture {
@@ -216,6 +228,21 @@ TEST_F(event_bus_test, a_stalled_subscriber_holds_no_more_than_its_capacity) {
   run();
   EXPECT_EQ(stalled->delivered(), 100u);
   EXPECT_EQ(stalled->queued(), 0u);
+}
+
+TEST_F(event_bus_test, an_idle_subscription_keeps_no_handled_event_alive) {
+  // Handled events may wait in their queue slots for the publisher to reuse
+  // them (so that they are freed on its thread), but not once the
+  // subscriber went idle: a big payload must not outlive its delivery.
+  auto token = std::make_shared<int>(0);
+  int got = 0;
+  auto sub = sut.subscribe<tracked>("t", [&](const tracked&) { ++got; });
+  for (int i = 0; i < 5; ++i)
+    sut.publish("t", tracked{token});
+  EXPECT_EQ(token.use_count(), 6);
+  run();
+  EXPECT_EQ(got, 5);
+  EXPECT_EQ(token.use_count(), 1);
 }
 
 TEST_F(event_bus_test,
