@@ -99,7 +99,7 @@ int channel_demo() {
 // its bridge exports back; exits when the showcase closes the bridge.
 [[noreturn]] int bridge_peer(actorbus::runtime::runtime& rt) {
   const char* name = std::getenv(peer_channel_env);
-  auto ch = ipc::channel::open(name != nullptr ? name : "", 5s);
+  auto ch = ipc::channel::open(name != nullptr ? name : "", 20s);
   if (!ch)
     ::_exit(2);
   bus::event_bus local{rt.system()};
@@ -113,7 +113,7 @@ int channel_demo() {
   auto bridge = ipc::bus_bridge::start(local, std::move(*ch), opts);
   if (!pricing || !bridge)
     ::_exit(3);
-  auto done = closed.get_future().wait_for(10s) == std::future_status::ready;
+  auto done = closed.get_future().wait_for(60s) == std::future_status::ready;
   ::_exit(done ? 0 : 4); // the peer runs no other part
 }
 
@@ -152,7 +152,7 @@ int bridge_demo(actorbus::runtime::runtime& rt) {
   constexpr int64_t items = 3;
   (void)local.publish("orders.new", items);
   auto answer = priced.get_future();
-  if (answer.wait_for(5s) != std::future_status::ready) {
+  if (answer.wait_for(20s) != std::future_status::ready) {
     fmt::print("ipc: no price came back over the bus bridge\n");
     return 1;
   }
@@ -166,10 +166,10 @@ int bridge_demo(actorbus::runtime::runtime& rt) {
   bridge->stop();
   std::optional<caf::error> peer_exit;
   self->receive([&](const caf::down_msg& dm) { peer_exit = dm.reason; },
-                caf::after(5s) >> [] {});
+                caf::after(20s) >> [] {});
   bool clean = peer_exit && !*peer_exit;
   fmt::print("ipc: bridge closed; peer process exited: {}\n",
-             !peer_exit ? "still running after 5 s"
+             !peer_exit ? "still running after 20 s"
              : clean    ? "exit status 0"
                         : caf::to_string(*peer_exit));
   return from_peer && ev.cents == items * cents_per_item && clean ? 0 : 1;
