@@ -619,9 +619,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           backoff = std::min(backoff * 2, cfg.reconnect_backoff_max);
           continue;
         }
-        // One socket timeout for every command of this connection, long
-        // enough for the longest blocking read: changing it per command
-        // costs two system calls each time.
+        // One reply timeout for every command of this connection, long
+        // enough for the longest blocking read.
         conn.timeout(read_block_max + cfg.io_timeout);
         if (lost)
           ++reconnects;
