@@ -1,6 +1,8 @@
 #include "actorbus/bus/event_bus.hpp"
 #include "actorbus/runtime/config.hpp"
 
+#include "timing.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
@@ -22,6 +24,7 @@ namespace {
 
 using namespace actorbus::bus;
 using namespace std::chrono_literals;
+using actorbus::test::slack;
 
 constexpr auto patience = 60s;
 
@@ -30,7 +33,14 @@ protected:
   event_bus_threads_test()
       : sys(cfg)
       , sut(sys) {
-    // nop
+    // Under ASan+UBSan the first courier of a process starts seconds late
+    // (timing.hpp): one started here keeps that out of the deadlines the
+    // tests check.
+    std::promise<void> started;
+    auto warm_up =
+        sut.subscribe<int>("warm.up", [&started](int) { started.set_value(); });
+    if (warm_up && !sut.publish("warm.up", 0))
+      started.get_future().wait_for(patience);
   }
 
   /// Collects the dead letters (call before the scenario).
@@ -104,29 +114,36 @@ TEST_F(event_bus_threads_test,
   watch_dead_letters();
   std::promise<void> release;
   auto gate = release.get_future().share();
+  std::promise<void> caught_up;
   std::atomic<int> handled{0};
   subscription_options opts;
   opts.capacity = 2;
   opts.policy = overload_policy::block;
-  opts.block_timeout = 50ms;
+  opts.block_timeout = slack(50ms);
   auto sub = sut.subscribe<int>(
       "slow",
       [&, gate](int) {
         gate.wait_for(patience);
-        ++handled;
+        if (++handled == 2)
+          caught_up.set_value();
       },
       opts);
   ASSERT_TRUE(sub);
   EXPECT_FALSE(sut.publish("slow", 1));
   EXPECT_FALSE(sut.publish("slow", 2));
   // The subscriber is stuck on event 1 with event 2 counted: the queue is
-  // full, so this publish waits 50 ms and gives up.
+  // full, so this publish waits for the block timeout and gives up.
+  auto t0 = std::chrono::steady_clock::now();
   auto err = sut.publish("slow", 3);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, opts.block_timeout);
   EXPECT_EQ(err, errc::publish_timeout);
   EXPECT_EQ(sub->dropped(), 1u);
   release.set_value();
+  ASSERT_EQ(caught_up.get_future().wait_for(patience),
+            std::future_status::ready);
   auto done = std::async(std::launch::async, [&] {
-    // After the subscriber catches up, publishing succeeds again.
+    // After the subscriber caught up, publishing succeeds again (its
+    // courier frees the slots on its next pass, well within the timeout).
     return sut.publish("slow", 4);
   });
   ASSERT_EQ(done.wait_for(patience), std::future_status::ready);
@@ -270,8 +287,15 @@ TEST_F(event_bus_threads_test,
   });
   auto broken = sut.subscribe<int>(
       "poll", [](int) -> int { throw std::runtime_error("no answer"); });
-  auto res = sut.gather<int>("poll", 0, 100ms);
+  // The quick and the broken subscriber answer well within the deadline;
+  // the slow one is held until gather gave up on it.
+  auto deadline = slack(100ms);
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = sut.gather<int>("poll", 0, deadline);
+  auto waited = std::chrono::steady_clock::now() - t0;
   release.set_value();
+  EXPECT_GE(waited, deadline);
+  EXPECT_LT(waited, deadline + slack(1s));
   ASSERT_TRUE(res);
   EXPECT_EQ(res->asked, 3u);
   EXPECT_EQ(res->replies, std::vector<int>{1});
