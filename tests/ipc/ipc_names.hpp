@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <string>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -80,11 +81,19 @@ inline int wait_child(pid_t pid, std::chrono::milliseconds timeout) {
 
 /// Aborts the whole test binary if the guarded scope runs longer than its
 /// limit: a hang becomes a failure instead of a stuck CI job.
+///
+/// The constructor returns only once the watchdog's thread runs its loop,
+/// which never allocates, so a test may fork right after it. A thread still
+/// starting up allocates, and GCC 12's AddressSanitizer does not take its
+/// allocator locks around fork: a child forked at that moment inherits a
+/// lock held by a thread it does not have, and hangs on its next allocation
+/// of that size class (about 1 fork in 100 under ASan).
 class watchdog {
 public:
   explicit watchdog(std::chrono::seconds limit)
       : thread_([this, limit] {
         auto deadline = std::chrono::steady_clock::now() + limit;
+        started_.set_value();
         while (!done_.load()) {
           if (std::chrono::steady_clock::now() >= deadline) {
             std::fputs("watchdog: test hung, aborting\n", stderr);
@@ -92,7 +101,9 @@ public:
           }
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
-      }) {}
+      }) {
+    started_.get_future().wait_for(std::chrono::seconds(30));
+  }
 
   ~watchdog() {
     done_ = true;
@@ -101,6 +112,7 @@ public:
 
 private:
   std::atomic<bool> done_{false};
+  std::promise<void> started_;
   std::thread thread_;
 };
 
