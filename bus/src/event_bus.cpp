@@ -827,8 +827,13 @@ void subscriber_state::drain_callback(caf::event_based_actor* self) {
       }
       // Take the whole queue in O(1): the publishers' lock is held for a
       // swap, not for moving each event (publishers on another core would
-      // spin meanwhile).
-      queue_.swap(taken_);
+      // spin meanwhile). Under drop_oldest, taken events could no longer
+      // be evicted for newer ones: take one batch only.
+      if (opts_.policy != overload_policy::drop_oldest)
+        queue_.swap(taken_);
+      else
+        while (taken_.size() < core_->cfg_.batch_size && !queue_.empty())
+          taken_.push_back(queue_.pop_front());
       in_progress_ = taken_.size();
     }
     idle_passes_ = 0;
