@@ -222,10 +222,14 @@ public:
     return count_ == 0;
   }
 
-  void push_back(item&& x) {
+  /// Queues `x`; a spent item in its slot moves to `displaced`, so that the
+  /// caller destroys it outside its lock (an event's destructor may publish).
+  void push_back(item&& x, item& displaced) {
     if (count_ == size_)
       grow();
-    buf_[(head_ + count_) & (size_ - 1)] = std::move(x);
+    auto& slot = buf_[(head_ + count_) & (size_ - 1)];
+    displaced = std::move(slot);
+    slot = std::move(x);
     ++count_;
     spent_ = std::min(spent_, size_ - count_);
   }
@@ -540,6 +544,7 @@ push_result subscriber_state::push(item&& x, bool may_block,
                                    std::optional<item>& evicted,
                                    dead_letter_reason& why) {
   caf::actor wake; // copied under the lock: deactivate may reset courier_
+  item displaced;  // a spent event, destroyed after the lock is released
   {
     std::unique_lock guard{mtx_};
     if (!active_.load())
@@ -585,7 +590,7 @@ push_result subscriber_state::push(item&& x, bool may_block,
         return push_result::refused;
       }
     }
-    queue_.push_back(std::move(x));
+    queue_.push_back(std::move(x), displaced);
     if (!scheduled_) {
       scheduled_ = true;
       wake = courier_;
@@ -617,10 +622,11 @@ subscriber_state::deactivate(std::chrono::steady_clock::time_point deadline,
   } else if (idle != nullptr) {
     *idle = true; // the callback that cancels runs nothing after itself
   }
+  item_ring spent; // the queue's buffer, destroyed after the lock
   {
     std::unique_lock guard{mtx_};
     queue_.take(queue_.size(), rest);
-    queue_.release_spent();
+    queue_.swap(spent); // nothing is queued after deactivation
     not_full_.notify_all();
   }
   return rest;
@@ -798,6 +804,11 @@ void subscriber_state::drain_callback(caf::event_based_actor* self) {
   // One lock per pass: cancel waits for the callback running now, and
   // takes what is left in `taken_` only while no pass runs.
   std::unique_lock<std::timed_mutex> delivering{delivering_};
+  // drop_oldest takes one batch into taken_ (below): its spent slots die
+  // here, outside the publishers' lock, so `displaced` stays empty.
+  item displaced;
+  if (opts_.policy == overload_policy::drop_oldest && taken_.empty())
+    taken_.release_spent();
   {
     std::unique_lock guard{mtx_};
     // Handled items stop counting toward the capacity.
@@ -820,7 +831,13 @@ void subscriber_state::drain_callback(caf::event_based_actor* self) {
         scheduled_ = false;
         // Idle: no publisher is about to reuse the slots, so an idle
         // subscription holds no spent events.
-        queue_.release_spent();
+        guard.unlock();
+        // Spent events die outside the publishers' lock: an event's
+        // destructor may publish to this very subscription.
+        taken_.release_spent();
+        guard.lock();
+        if (queue_.empty())
+          queue_.swap(taken_); // taken_ holds no spent event now
         guard.unlock();
         taken_.release_spent();
         return;
@@ -833,7 +850,7 @@ void subscriber_state::drain_callback(caf::event_based_actor* self) {
         queue_.swap(taken_);
       else
         while (taken_.size() < core_->cfg_.batch_size && !queue_.empty())
-          taken_.push_back(queue_.pop_front());
+          taken_.push_back(queue_.pop_front(), displaced);
       in_progress_ = taken_.size();
     }
     idle_passes_ = 0;

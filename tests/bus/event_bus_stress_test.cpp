@@ -78,6 +78,39 @@ typename Inspector::result_type inspect(Inspector& f, stamped& x) {
   return f(caf::meta::type_name("stamped"), x.publisher, x.seq);
 }
 
+/// Publishes on a helper thread when destroyed, and records whether that
+/// publish got through within a bound while the destructor ran: it does not
+/// if the thread destroying the event holds a lock the publish needs.
+struct flush_probe {
+  event_bus* bus = nullptr;
+  std::vector<std::thread>* helpers = nullptr;
+  std::atomic<int>* blocked = nullptr;
+  std::promise<void>* destroyed = nullptr;
+
+  ~flush_probe() {
+    auto done = std::make_shared<std::promise<void>>();
+    auto flushed = done->get_future();
+    helpers->emplace_back([b = bus, done] {
+      (void)b->publish("probe.flushed", 0);
+      done->set_value();
+    });
+    if (flushed.wait_for(actorbus::test::slack(2s)) !=
+        std::future_status::ready)
+      ++*blocked;
+    destroyed->set_value();
+  }
+};
+
+/// An event whose destruction (of its last copy) runs a flush_probe.
+struct flushing {
+  std::shared_ptr<flush_probe> probe;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, flushing&) {
+  return f(caf::meta::type_name("flushing"));
+}
+
 constexpr size_t batch = 2;
 
 bus_config stress_config() {
@@ -291,6 +324,52 @@ TEST_F(event_bus_stress_test,
   EXPECT_GE(static_cast<size_t>(newest), capacity - batch)
       << ::testing::PrintToString(got);
   EXPECT_EQ(got.back(), 149);
+}
+
+TEST_F(event_bus_stress_test,
+       a_handled_event_is_destroyed_outside_the_locks_publishers_need) {
+  // An event's destructor may publish (or wait for a thread that does). A
+  // handled event left spent in a queue slot must not be destroyed while
+  // the subscription's lock is held, which that publish needs.
+  std::vector<std::thread> helpers;
+  std::atomic<int> blocked{0};
+  actorbus::test::gate probe_entered;
+  actorbus::test::gate probe_release;
+  actorbus::test::gate next_entered;
+  actorbus::test::gate next_release;
+  int handled = 0;
+  auto sub = sut.subscribe<flushing>("probe.#", [&](const flushing&) {
+    if (++handled == 1) {
+      probe_entered.open();
+      probe_release.pass();
+    } else if (handled == 2) {
+      next_entered.open();
+      next_release.pass();
+    }
+  });
+  ASSERT_TRUE(sub);
+  std::promise<void> destroyed;
+  {
+    auto p = std::make_shared<flush_probe>();
+    p->bus = &sut;
+    p->helpers = &helpers;
+    p->blocked = &blocked;
+    p->destroyed = &destroyed;
+    ASSERT_FALSE(sut.publish("probe.x", flushing{std::move(p)}));
+  }
+  ASSERT_TRUE(probe_entered.pass());
+  // Queued behind the probe event: the next pass takes the queue, and the
+  // probe event's slot (handled, spent) becomes a queue slot again, freed
+  // when the subscription goes idle.
+  ASSERT_FALSE(sut.publish("probe.x", flushing{}));
+  probe_release.open();
+  ASSERT_TRUE(next_entered.pass());
+  next_release.open();
+  ASSERT_EQ(destroyed.get_future().wait_for(patience),
+            std::future_status::ready);
+  for (auto& t : helpers)
+    t.join();
+  EXPECT_EQ(blocked, 0);
 }
 
 } // namespace
