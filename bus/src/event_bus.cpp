@@ -109,6 +109,8 @@ std::string to_string(dead_letter_reason x) {
     return "type_mismatch";
   case dead_letter_reason::subscriber_down:
     return "subscriber_down";
+  case dead_letter_reason::undecodable:
+    return "undecodable";
   }
   return "unknown";
 }

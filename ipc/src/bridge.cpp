@@ -151,8 +151,8 @@ struct bus_bridge::impl {
       refused.fetch_add(1, std::memory_order_relaxed);
   }
 
-  // A frame from the other process that is no bridge event: counted, and a
-  // `handler_failed` dead letter on the local bus that says why and holds
+  // A frame from the other process that is no bridge event: counted, and an
+  // `undecodable` dead letter on the local bus that says why and holds
   // the frame's bytes, so that a broken or hostile peer shows up where
   // every other loss does. The reader goes on with the next frame.
   void reject_frame(const std::vector<std::byte>& buf, std::string topic,
@@ -160,7 +160,7 @@ struct bus_bridge::impl {
     undecodable.fetch_add(1, std::memory_order_relaxed);
     bus::dead_letter letter;
     letter.topic = std::move(topic);
-    letter.reason = bus::dead_letter_reason::handler_failed;
+    letter.reason = bus::dead_letter_reason::undecodable;
     letter.detail = "bus bridge '" + ch.name() + "': undecodable frame (" +
                     std::to_string(buf.size()) +
                     " bytes) from the other process: " + why;

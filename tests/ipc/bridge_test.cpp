@@ -380,7 +380,7 @@ TEST_F(bridge_test,
   std::vector<std::string> topics;
   for (auto& x : dead.letters) {
     topics.push_back(x.topic);
-    EXPECT_EQ(x.reason, bus::dead_letter_reason::handler_failed);
+    EXPECT_EQ(x.reason, bus::dead_letter_reason::undecodable);
     EXPECT_NE(x.detail.find("undecodable frame"), std::string::npos)
         << x.detail;
     EXPECT_EQ(x.publisher, sut->remote_publisher());

@@ -179,6 +179,10 @@ enum class dead_letter_reason : std::uint8_t {
   /// The subscribed actor is dead, or the subscription was cancelled with
   /// the event still queued.
   subscriber_down,
+  /// The event arrived in a form that could not be decoded, e.g. a corrupt
+  /// or truncated frame from another process over an `ipc::bus_bridge`
+  /// (`event` then holds the raw bytes, `detail` says why).
+  undecodable,
 };
 
 std::string to_string(dead_letter_reason x);

@@ -33,8 +33,8 @@
 // (serialization failed, timeout, peer gone) becomes a `handler_failed`
 // dead letter on the sending bus with the reason; drops on either bus are
 // dead-lettered by that bus. A frame from the other process that does not
-// decode (corrupt, truncated, not an event, invalid topic) becomes a
-// `handler_failed` dead letter on the receiving bus: `detail` starts with
+// decode (corrupt, truncated, not an event, invalid topic) becomes an
+// `undecodable` dead letter on the receiving bus: `detail` starts with
 // "bus bridge '<channel>': undecodable frame" and gives the cause, `topic`
 // is the frame's topic if it had one (else empty), `publisher` is
 // `remote_publisher()`, `event` holds the frame's bytes as a
