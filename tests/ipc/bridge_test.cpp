@@ -198,13 +198,18 @@ struct bridge_test : ::testing::Test {
   }
 
   /// Same with `child` as the forked process's body.
+  /// `before_bridge` runs once the bus exists and before the bridge reads
+  /// anything, for subscriptions that must see the peer's first frames.
   void start_with(std::function<int(channel)> child,
                   std::vector<std::string> exports,
-                  std::function<void(const caf::error&)> on_down = nullptr) {
+                  std::function<void(const caf::error&)> on_down = nullptr,
+                  std::function<void()> before_bridge = nullptr) {
     peer.emplace(name.str(), std::move(child));
     ASSERT_TRUE(peer->ok());
     sys.emplace(cfg);
     bus.emplace(*sys);
+    if (before_bridge)
+      before_bridge();
     bridge_options opts;
     opts.export_patterns = std::move(exports);
     opts.subscription = patient();
@@ -360,14 +365,21 @@ TEST_F(bridge_test, a_killed_peer_is_reported_within_500ms_and_nothing_hangs) {
 
 TEST_F(bridge_test,
        undecodable_frames_become_dead_letters_and_later_events_still_arrive) {
-  start_with(garbage_peer, {});
+  // The peer writes its bad frames at once: subscribe before the bridge
+  // reads them.
   dead_letters dead;
   dead.expected = 4;
-  auto dead_sub = bus->subscribe<bus::dead_letter>(
-      bus::dead_letter_topic, [&](const bus::dead_letter& x) { dead(x); });
-  ASSERT_TRUE(dead_sub);
   inbox box;
-  auto sub = collect(box, "data.#", "data.after");
+  std::optional<bus::subscription> dead_sub;
+  std::optional<bus::subscription> sub;
+  start_with(garbage_peer, {}, nullptr, [&] {
+    auto x = bus->subscribe<bus::dead_letter>(
+        bus::dead_letter_topic, [&](const bus::dead_letter& x) { dead(x); });
+    if (x)
+      dead_sub.emplace(std::move(*x));
+    sub.emplace(collect(box, "data.#", "data.after"));
+  });
+  ASSERT_TRUE(dead_sub);
   ASSERT_EQ(box.done.get_future().wait_for(10s), std::future_status::ready);
   ASSERT_EQ(dead.done.get_future().wait_for(10s), std::future_status::ready);
   {
