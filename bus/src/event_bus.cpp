@@ -1030,23 +1030,31 @@ caf::expected<subscription> bus_core::subscribe(std::string_view pattern,
     return make_error(errc::closed);
   auto state = std::make_shared<subscriber_state>(
       shared_from_this(), std::string{pattern}, std::move(fn), who, opts);
-  auto courier = sys_.spawn([state](
-                                caf::event_based_actor* self) -> caf::behavior {
-    if (state->is_actor_) {
-      self->monitor(state->target_);
-      self->set_down_handler([state](caf::scheduled_actor*, caf::down_msg& dm) {
-        if (dm.source != state->target_)
-          return;
-        // Nothing can arrive at a dead actor: no need to wait for acks.
-        state->target_down_.store(true);
-        auto now = std::chrono::steady_clock::now();
-        state->core_->unsubscribe(state, "subscriber died", now, now);
-      });
-    }
-    return {
-        [self, state](drain_atom) { state->drain(self); },
-    };
-  });
+  // The state goes in as a spawn argument, not a capture: CAF 0.17.6 binds
+  // a null reference when it starts a function actor spawned without
+  // arguments, and under ASan+UBSan matching that report against
+  // cmake/ubsan.supp costs a symbolization of the binary (up to seconds for
+  // the first courier of a process).
+  auto courier = sys_.spawn(
+      [](caf::event_based_actor* self,
+         std::shared_ptr<subscriber_state> state) -> caf::behavior {
+        if (state->is_actor_) {
+          self->monitor(state->target_);
+          self->set_down_handler(
+              [state](caf::scheduled_actor*, caf::down_msg& dm) {
+                if (dm.source != state->target_)
+                  return;
+                // Nothing can arrive at a dead actor: no need to wait for acks.
+                state->target_down_.store(true);
+                auto now = std::chrono::steady_clock::now();
+                state->core_->unsubscribe(state, "subscriber died", now, now);
+              });
+        }
+        return {
+            [self, state](drain_atom) { state->drain(self); },
+        };
+      },
+      state);
   {
     std::unique_lock sguard{state->mtx_};
     state->courier_ = courier;
