@@ -6,6 +6,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <sys/wait.h>
@@ -110,31 +111,42 @@ void BM_pool_speedup(benchmark::State& state) {
   one_opts.workers = 1;
   ipc::process_pool<int64_t, int64_t> one{cpu_bound_task, one_opts};
   std::vector<int64_t> args(tasks, n);
-  double pooled = 0;
-  double pooled_one = 0;
-  double sequential = 0;
-  double fork1 = 0;
-  double fork2 = 0;
+  // Each iteration's ratios compare runs taken moments apart; the counters
+  // are their medians, so one iteration disturbed by the host does not
+  // decide the figure (the spread is reported beside it).
+  std::vector<double> speedup;
+  std::vector<double> vs_one;
+  std::vector<double> ceiling;
+  double pooled_total = 0;
   double parent_cpu = 0;
   double unused_cpu = 0;
   for (auto _ : state) {
-    pooled += pooled_seconds(pool, args, state, parent_cpu);
+    auto pooled = pooled_seconds(pool, args, state, parent_cpu);
+    pooled_total += pooled;
     auto t1 = std::chrono::steady_clock::now();
     int64_t check = 0;
     for (auto x : args)
       check ^= cpu_bound_task(x);
     benchmark::DoNotOptimize(check);
     auto t2 = std::chrono::steady_clock::now();
-    sequential += std::chrono::duration<double>(t2 - t1).count();
-    pooled_one += pooled_seconds(one, args, state, unused_cpu);
-    fork1 += forked_seconds(1, tasks, n);
-    fork2 += forked_seconds(2, tasks, n);
+    speedup.push_back(std::chrono::duration<double>(t2 - t1).count() / pooled);
+    vs_one.push_back(pooled_seconds(one, args, state, unused_cpu) / pooled);
+    auto fork1 = forked_seconds(1, tasks, n);
+    ceiling.push_back(fork1 / forked_seconds(2, tasks, n));
   }
-  state.counters["speedup"] = sequential / pooled;
-  state.counters["speedup_vs_1_worker"] = pooled_one / pooled;
-  state.counters["fork_ceiling"] = fork1 / fork2;
-  state.counters["efficiency"] = (sequential / pooled) / (fork1 / fork2);
-  state.counters["parent_cpu_share"] = parent_cpu / pooled;
+  auto median = [](std::vector<double> xs) {
+    std::sort(xs.begin(), xs.end());
+    return xs[xs.size() / 2];
+  };
+  state.counters["speedup"] = median(speedup);
+  state.counters["speedup_min"] =
+      *std::min_element(speedup.begin(), speedup.end());
+  state.counters["speedup_max"] =
+      *std::max_element(speedup.begin(), speedup.end());
+  state.counters["speedup_vs_1_worker"] = median(vs_one);
+  state.counters["fork_ceiling"] = median(ceiling);
+  state.counters["efficiency"] = median(speedup) / median(ceiling);
+  state.counters["parent_cpu_share"] = parent_cpu / pooled_total;
 }
 
 } // namespace
@@ -146,12 +158,12 @@ BENCHMARK(BM_pool_tasks)
 BENCHMARK(BM_pool_speedup)
     ->Name("process_pool_speedup/actorbus_process_pool")
     ->Arg(32)
-    ->Iterations(5)
+    ->Iterations(9)
     ->UseRealTime();
 BENCHMARK(BM_pool_speedup)
     ->Name("process_pool_speedup_8_tasks/actorbus_process_pool")
     ->Arg(8)
-    ->Iterations(5)
+    ->Iterations(9)
     ->UseRealTime();
 
 BENCHMARK_MAIN();
