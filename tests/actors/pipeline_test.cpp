@@ -527,8 +527,8 @@ struct dead_letter_counter {
 TEST_F(pipeline_test, a_topic_source_streams_published_events_in_order) {
   bus::event_bus events{rt.system()};
   collector<int64_t> out;
-  // The publisher may wait for the source's courier: under ASan+UBSan the
-  // first courier of a process starts seconds late (timing.hpp).
+  // The publisher may wait for the source's courier, which a loaded or
+  // sanitized machine may starve for longer than the default second.
   bus::subscription_options patient{.block_timeout = long_wait};
   start_threaded(
       pipeline::from_topic<int64_t>(

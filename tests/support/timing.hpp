@@ -15,7 +15,8 @@
 // (caf/detail/init_fun_factory.hpp). UBSan reports it inside libstdc++'s
 // shared_ptr, so matching it against cmake/ubsan.supp needs the binary's
 // debug info symbolized, once per process: the first such actor (a test's
-// argument-less actor, or a bus courier) starts about 0.5 s late, and
+// argument-less actor; the bus spawns its couriers with an argument for this
+// reason) starts about 0.5 s late, and
 // several seconds late on a loaded machine. A deadline a test checks starts
 // after that actor is up; waits that only guard against a hang use
 // `patience`.
