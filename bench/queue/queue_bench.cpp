@@ -290,9 +290,7 @@ void run_jobs(benchmark::State& state, int workers, bool batched) {
     state.counters["worker_sleeps_per_job"] =
         (procs.sleeps() - worker_sleeps) / runs;
     state.counters["producer_sleeps_per_job"] = producer_sleeps / runs;
-    state.counters["worker_cpu_us_per_job"] =
-        procs.cpu_seconds() * 1e6 /
-        (static_cast<double>(jobs) * static_cast<double>(state.iterations()));
+    state.counters["worker_cpu_us_per_job"] = procs.cpu_seconds() * 1e6 / runs;
   }
   state.SetItemsProcessed(state.iterations() * jobs);
   report_usage(state, before, after,

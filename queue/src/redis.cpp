@@ -164,7 +164,6 @@ caf::error connection::connect() {
     return caf::make_error(caf::sec::cannot_connect_to_node,
                            "queue: cannot connect to " + url_ + ": " + what);
   }
-  current_timeout_ = std::chrono::milliseconds{0};
   timeout(std::chrono::milliseconds{0});
   for (int i = 0; i < static_cast<int>(script::count); ++i) {
     auto r = run({"SCRIPT", "LOAD", script_text(static_cast<script>(i))});
