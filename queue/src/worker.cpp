@@ -115,6 +115,11 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   bool gave_up = false;
   bool stopping = false;
   steady_clock::time_point stop_deadline;
+  // The loop's state (everything below "reading thread") belongs to
+  // whoever holds the baton: the reading thread, or the handler actor
+  // `baton_holder` while `baton_out` (see `pass_baton`).
+  bool baton_out = false;
+  caf::actor_id baton_holder = 0;
 
   // Entries whose lease the heartbeat renews. The heartbeat thread waits
   // on its own condition variable: a completion wakes only the reading
@@ -138,14 +143,23 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   // -- handler actors ---------------------------------------------------------
 
-  void run_batch(const job_batch& xs) {
+  void run_batch(const job_batch& xs, caf::actor_id actor) {
     for (auto& j : *xs)
       run_job(j);
+    bool mine = false;
     {
       std::lock_guard<std::mutex> guard{mtx};
-      done.insert(done.end(), xs->begin(), xs->end());
+      mine = baton_out && baton_holder == actor && calm();
+      if (!mine) {
+        if (baton_holder == actor)
+          baton_out = false;
+        done.insert(done.end(), xs->begin(), xs->end());
+      }
     }
-    cv.notify_one(); // Only the reading thread waits on `cv`.
+    if (mine)
+      run_solo(xs);
+    else
+      cv.notify_one(); // Only the reading thread waits on `cv`.
   }
 
   void run_job(const job_ptr& j) {
@@ -186,9 +200,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     j.delay_ms = std::min(delay, j.backoff_max_ms);
   }
 
-  static caf::behavior handler_actor(caf::event_based_actor*,
+  static caf::behavior handler_actor(caf::event_based_actor* actor,
                                      std::shared_ptr<impl> self) {
-    return {[self](job_batch& xs) { self->run_batch(xs); }};
+    return {
+        [self, id = actor->id()](job_batch& xs) { self->run_batch(xs, id); }};
   }
 
   /// Starts the actor of slot `idx` (called by the supervisor, also for
@@ -202,13 +217,21 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     auto hdl = sys.spawn<caf::detached>(handler_actor, self);
     hdl->attach_functor([weak, idx, id = hdl.id()](const caf::error&) {
       if (auto s = weak.lock()) {
+        bool news = false;
         {
           std::lock_guard<std::mutex> guard{s->mtx};
-          if (s->stopping)
-            return;
-          s->died.emplace_back(idx, id);
+          // It ran its last handler: the loop is the reading thread's again.
+          if (s->baton_out && s->baton_holder == id) {
+            s->baton_out = false;
+            news = true;
+          }
+          if (!s->stopping) {
+            s->died.emplace_back(idx, id);
+            news = true;
+          }
         }
-        s->cv.notify_all();
+        if (news)
+          s->cv.notify_all();
       }
     });
     {
@@ -265,6 +288,9 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   // -- reading thread ---------------------------------------------------------
 
+  std::unique_ptr<internal::connection> conn;
+  steady_clock::time_point next_sweep;
+  bool lost = false;
   std::unordered_map<std::string, job_ptr> inflight;
   std::vector<job_ptr> to_finish;
   // Read or reclaimed, not yet handed to a handler actor.
@@ -590,17 +616,157 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   /// The longest a read blocks in Redis.
   static constexpr milliseconds read_block_max{100};
 
+  /// Waits end by the next sweep, so that reclaiming is never late.
+  milliseconds until_sweep(milliseconds most) const {
+    auto left = std::chrono::duration_cast<milliseconds>(next_sweep -
+                                                         steady_clock::now());
+    return std::clamp(left, milliseconds{1}, most);
+  }
+
+  /// Sends the acknowledgements of `to_finish` (if any) and a read of at
+  /// most `room` entries (if `room` > 0; blocking while nothing runs) in one
+  /// round trip, then takes both replies. Returns the number of entries
+  /// read, or an error once the connection is lost.
+  caf::expected<size_t> exchange(size_t room) {
+    bool finish = !to_finish.empty();
+    // A blocking read may follow the acknowledgements in the same round
+    // trip: their reply comes at once, the read's when a task arrives.
+    bool may_block = inflight.empty() && to_run.empty();
+    if (finish)
+      conn->append(finish_command(*conn));
+    if (room > 0) {
+      std::vector<std::string> cmd{"XREADGROUP", "GROUP", internal::group_name,
+                                   name,         "COUNT", std::to_string(room)};
+      if (may_block) {
+        cmd.emplace_back("BLOCK");
+        cmd.push_back(std::to_string(until_sweep(read_block_max).count()));
+      }
+      cmd.emplace_back("STREAMS");
+      for (auto& s : k.streams)
+        cmd.push_back(s);
+      for (int i = 0; i < 3; ++i)
+        cmd.emplace_back(">");
+      conn->append(cmd);
+    }
+    if (auto err = conn->flush())
+      return err;
+    if (finish) {
+      call_hook(fault_point::after_effect);
+      auto r = conn->next_reply();
+      if (!r)
+        return std::move(r.error()); // to_finish stays; sent again later.
+      if ((*r)->type == REDIS_REPLY_ERROR) {
+        runtime::log(runtime::log_level::warning,
+                     "queue worker: acknowledgement failed: {}",
+                     internal::render(r->get()));
+        conn->drop();
+        return caf::make_error(caf::sec::runtime_error, "ack failed");
+      }
+      for (auto& j : to_finish) {
+        if (j->kind == "ok")
+          ++succeeded;
+        else if (j->kind == "retry")
+          ++retried;
+        else
+          ++dead_lettered;
+      }
+      to_finish.clear();
+      call_hook(fault_point::after_ack);
+    }
+    if (room == 0)
+      return size_t{0};
+    auto r = conn->next_reply();
+    if (!r)
+      return std::move(r.error());
+    if ((*r)->type == REDIS_REPLY_ERROR) {
+      // NOGROUP after Redis lost its data: reconnecting recreates it.
+      runtime::log(runtime::log_level::warning, "queue worker: read failed: {}",
+                   internal::render(r->get()));
+      conn->drop();
+      return caf::make_error(caf::sec::runtime_error, "read failed");
+    }
+    auto before = to_run.size();
+    auto fetched = parse_read(r->get());
+    if (to_run.size() > before || !to_finish.empty())
+      call_hook(fault_point::before_handle);
+    return fetched;
+  }
+
+  // -- one task at a time on the handler actor's thread -----------------------
+
+  // With one handler actor taking one task at a time (concurrency and batch
+  // size 1), handing each task over costs three wake-ups: the actor's for
+  // the task, the reading thread's for the completion, and the reading
+  // thread's again for Redis's reply. Instead, the reading thread passes
+  // the loop (the baton) to the actor with the task: having run it, the
+  // actor sends the acknowledgement and the next read itself and hands the
+  // next task to itself, one wake-up per task (Redis's reply). The task
+  // still runs in its supervised actor, and the baton comes back to the
+  // reading thread as soon as anything else is to be done (a sweep, a
+  // timeout to watch, a stop, a death or restart, an error, an empty
+  // read); a dead holder releases it in its death notice.
+
+  /// Whether the baton may be (or stay) out: holder's state only.
+  bool solo() const {
+    return cfg.concurrency == 1 && cfg.batch_size == 1 && to_run.empty() &&
+           to_finish.empty() && inflight.size() == 1 &&
+           inflight.begin()->second->timeout_ms == 0 && conn->connected() &&
+           steady_clock::now() < next_sweep;
+  }
+
+  /// Nothing for the reading thread to handle (under `mtx`).
+  bool calm() const {
+    return !stopping && !gave_up && died.empty() && fresh.empty();
+  }
+
+  /// Reading thread: passes the loop to the handler actor when `solo()`,
+  /// and waits until it comes back. Returns whether it did.
+  bool pass_baton() {
+    if (!solo())
+      return false;
+    std::unique_lock<std::mutex> guard{mtx};
+    if (!calm() || !done.empty())
+      return false;
+    baton_out = true;
+    baton_holder = inflight.begin()->second->actor_id;
+    // Bounded: the holder gives the baton back within one blocking read,
+    // and its death notice takes it back.
+    while (baton_out)
+      cv.wait_for(guard, read_block_max);
+    return true;
+  }
+
+  /// Handler actor holding the baton, `xs` run: acknowledges them, reads,
+  /// and keeps the baton while `solo()` and `calm()`.
+  void run_solo(const job_batch& xs) {
+    for (auto& j : *xs) {
+      if (outstanding[j->actor] > 0)
+        --outstanding[j->actor];
+      inflight.erase(j->entry);
+      to_finish.push_back(j);
+    }
+    auto fetched = exchange(cfg.batch_size);
+    if (fetched)
+      dispatch(); // To itself: runs once this handler returns.
+    else
+      lost = true;
+    bool keep = fetched && solo();
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      keep = keep && calm();
+      if (!keep)
+        baton_out = false;
+    }
+    if (!keep)
+      cv.notify_one();
+  }
+
+  // -- the loop ---------------------------------------------------------------
+
   void read_loop() {
-    internal::connection conn{cfg, url};
+    conn = std::make_unique<internal::connection>(cfg, url);
     auto backoff = milliseconds{10};
-    bool lost = false;
-    auto next_sweep = steady_clock::now();
-    // Waits end by the next sweep, so that reclaiming is never late.
-    auto until_sweep = [&](milliseconds most) {
-      auto left = std::chrono::duration_cast<milliseconds>(next_sweep -
-                                                           steady_clock::now());
-      return std::clamp(left, milliseconds{1}, most);
-    };
+    next_sweep = steady_clock::now();
     for (;;) {
       bool stop_now = false;
       bool pool_gone = false;
@@ -611,8 +777,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         if (stop_now && steady_clock::now() > stop_deadline)
           break;
       }
-      if (!conn.connected()) {
-        if (auto err = conn.connect()) {
+      if (!conn->connected()) {
+        if (auto err = conn->connect()) {
           lost = true;
           std::unique_lock<std::mutex> guard{mtx};
           cv.wait_for(guard, backoff, [&] { return stopping; });
@@ -621,7 +787,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         }
         // One reply timeout for every command of this connection, long
         // enough for the longest blocking read.
-        conn.timeout(read_block_max + cfg.io_timeout);
+        conn->timeout(read_block_max + cfg.io_timeout);
         if (lost)
           ++reconnects;
         lost = false;
@@ -631,7 +797,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       if (taking && steady_clock::now() >= next_sweep) {
         next_sweep = steady_clock::now() + cfg.sweep_interval;
         auto before = to_run.size();
-        if (sweep(conn)) {
+        if (sweep(*conn)) {
           lost = true;
           continue;
         }
@@ -641,94 +807,26 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       auto busy = inflight.size() + to_run.size();
       auto room = busy < cfg.batch_size ? cfg.batch_size - busy : size_t{0};
       bool read = taking && room > 0;
-      bool finish = !to_finish.empty();
-      // A blocking read may follow the acknowledgements in the same round
-      // trip: their reply comes at once, the read's when a task arrives.
-      bool may_block = inflight.empty() && to_run.empty();
-      if (!read && !finish) {
+      if (!read && to_finish.empty()) {
         dispatch();
         wait_for_completion(until_sweep(milliseconds{50}));
         continue;
       }
-      auto block = until_sweep(read_block_max);
-      if (finish)
-        conn.append(finish_command(conn));
-      if (read) {
-        std::vector<std::string> cmd{
-            "XREADGROUP", "GROUP", internal::group_name,
-            name,         "COUNT", std::to_string(room)};
-        if (may_block) {
-          cmd.emplace_back("BLOCK");
-          cmd.push_back(std::to_string(block.count()));
-        }
-        cmd.emplace_back("STREAMS");
-        for (auto& s : k.streams)
-          cmd.push_back(s);
-        for (int i = 0; i < 3; ++i)
-          cmd.emplace_back(">");
-        conn.append(cmd);
-      }
-      if (conn.flush()) {
+      auto fetched = exchange(read ? room : 0);
+      if (!fetched) {
         lost = true;
         continue;
       }
-      if (finish) {
-        call_hook(fault_point::after_effect);
-        auto r = conn.next_reply();
-        if (!r) {
-          lost = true;
-          continue; // to_finish stays; sent again after reconnecting.
-        }
-        if ((*r)->type == REDIS_REPLY_ERROR) {
-          runtime::log(runtime::log_level::warning,
-                       "queue worker: acknowledgement failed: {}",
-                       internal::render(r->get()));
-          conn.drop();
-          lost = true;
-          continue;
-        }
-        for (auto& j : to_finish) {
-          if (j->kind == "ok")
-            ++succeeded;
-          else if (j->kind == "retry")
-            ++retried;
-          else
-            ++dead_lettered;
-        }
-        to_finish.clear();
-        call_hook(fault_point::after_ack);
-      }
-      if (read) {
-        auto r = conn.next_reply();
-        if (!r) {
-          lost = true;
-          continue;
-        }
-        if ((*r)->type == REDIS_REPLY_ERROR) {
-          // NOGROUP after Redis lost its data: reconnecting recreates it.
-          runtime::log(runtime::log_level::warning,
-                       "queue worker: read failed: {}",
-                       internal::render(r->get()));
-          conn.drop();
-          lost = true;
-          continue;
-        }
-        auto before = to_run.size();
-        auto fetched = parse_read(r->get());
-        bool got = to_run.size() > before || !to_finish.empty();
-        if (got)
-          call_hook(fault_point::before_handle);
-        dispatch();
-        // The streams are drained (nothing, or less than asked for) while
-        // tasks run: wait for a completion rather than ask Redis again at
-        // once, so that a finished task is acknowledged without an empty
-        // read in between (new tasks wait at most 20 ms, as they would for
-        // a blocking read).
-        if (fetched < room && !inflight.empty())
-          wait_for_completion(until_sweep(milliseconds{20}));
-      } else {
-        dispatch();
-      }
+      dispatch();
+      if (!read || pass_baton())
+        continue;
+      // The streams are drained (nothing, or less than asked for) while
+      // tasks run: wait for a completion rather than ask Redis again at
+      // once, so that a finished task is acknowledged without an empty
+      // read in between (new tasks wait at most 20 ms, as they would for a
+      // blocking read).
+      if (*fetched < room && !inflight.empty())
+        wait_for_completion(until_sweep(milliseconds{20}));
     }
   }
 

@@ -379,6 +379,82 @@ TEST_F(worker_test, graceful_stop_finishes_and_acknowledges_in_flight_tasks) {
   EXPECT_EQ(info->result, "finished");
 }
 
+TEST_F(worker_test,
+       one_task_at_a_time_a_handler_actor_killed_mid_stream_loses_no_task) {
+  // One actor, one task at a time: the actor acknowledges and reads on its
+  // own thread between tasks; its death must give the loop back.
+  cfg.concurrency = 1;
+  cfg.batch_size = 1;
+  sut = std::make_unique<worker>(rt, cfg);
+  std::promise<void> fiftieth;
+  std::atomic<int> runs{0};
+  sut->handle(
+      "echo",
+      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
+        if (++runs == 50)
+          fiftieth.set_value();
+        return std::string{p};
+      });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.backoff = 1ms;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 300; ++i)
+    ids.push_back(*producer->enqueue_payload("echo", std::to_string(i), opts));
+  ASSERT_EQ(fiftieth.get_future().wait_for(10s), std::future_status::ready);
+  auto first = handler("handler-0");
+  ASSERT_TRUE(first);
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto info = wait_for(ids[i]);
+    EXPECT_EQ(info.status, task_status::succeeded) << i;
+    EXPECT_EQ(info.result, std::to_string(i));
+  }
+  EXPECT_EQ(sut->stats().handler_restarts, 1u);
+  // An attempt cut short by the kill is retried, not counted twice.
+  EXPECT_EQ(sut->stats().succeeded, ids.size());
+  EXPECT_GE(runs.load(), 300);
+}
+
+TEST_F(worker_test, one_task_at_a_time_a_graceful_stop_leaves_no_task_running) {
+  cfg.concurrency = 1;
+  cfg.batch_size = 1;
+  sut = std::make_unique<worker>(rt, cfg);
+  std::promise<void> tenth;
+  std::atomic<int> runs{0};
+  sut->handle(
+      "echo",
+      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
+        if (++runs == 10)
+          tenth.set_value();
+        return std::string{p};
+      });
+  ASSERT_FALSE(sut->start());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2000; ++i)
+    ids.push_back(*producer->enqueue_payload("echo", std::to_string(i)));
+  ASSERT_EQ(tenth.get_future().wait_for(10s), std::future_status::ready);
+  auto stopping = std::async(std::launch::async, [&] { sut->stop(5s); });
+  ASSERT_EQ(stopping.wait_for(10s), std::future_status::ready);
+  // Every task that ran was acknowledged; the others wait in the stream
+  // (none read and left pending).
+  uint64_t succeeded = 0;
+  for (auto& id : ids) {
+    auto info = producer->status(id);
+    ASSERT_TRUE(info);
+    if (info->status == task_status::succeeded)
+      ++succeeded;
+    else
+      EXPECT_EQ(info->status, task_status::queued);
+  }
+  EXPECT_EQ(succeeded, static_cast<uint64_t>(runs.load()));
+  EXPECT_EQ(sut->stats().succeeded, succeeded);
+  auto pending =
+      producer->command({"XPENDING", cfg.name_space + ":q:1", "workers"});
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->substr(0, pending->find('\n')), "0") << *pending;
+}
+
 TEST_F(worker_test, a_waiting_client_times_out_on_a_task_nobody_runs) {
   auto id = producer->enqueue("add", {}, 1, 2);
   ASSERT_TRUE(id);
