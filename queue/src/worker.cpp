@@ -607,10 +607,35 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   void wait_for_completion(milliseconds max) {
     std::unique_lock<std::mutex> guard{mtx};
-    cv.wait_for(guard, max, [&] {
-      return !done.empty() || !died.empty() || !fresh.empty() || stopping ||
-             gave_up;
-    });
+    cv.wait_for(guard, max, [&] { return !done.empty() || !calm(); });
+  }
+
+  /// The longest `linger` waits.
+  static constexpr std::chrono::microseconds linger_max{1000};
+
+  /// Some tasks just finished while others handed out with them still run:
+  /// waits for those as long again as the first ones took (at most
+  /// `linger_max`). Tasks handed out together tend to finish together (the
+  /// handler actors of one read take even shares): one round trip then
+  /// acknowledges them all and reads a full batch, instead of two round
+  /// trips of half a batch each, each queued in Redis behind other
+  /// clients' commands. Returns whether it waited.
+  bool linger() {
+    size_t running = 0;
+    for (auto n : outstanding)
+      running += n;
+    steady_clock::time_point latest{};
+    for (auto& j : to_finish)
+      latest = std::max(latest, j->started);
+    if (running == 0 || latest == steady_clock::time_point{})
+      return false;
+    auto now = steady_clock::now();
+    auto until =
+        now + std::min<steady_clock::duration>(now - latest, linger_max);
+    std::unique_lock<std::mutex> guard{mtx};
+    cv.wait_until(guard, until,
+                  [&] { return done.size() >= running || !calm(); });
+    return true;
   }
 
   /// The longest a read blocks in Redis.
@@ -771,6 +796,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       bool stop_now = false;
       bool pool_gone = false;
       collect(stop_now, pool_gone);
+      if (linger())
+        collect(stop_now, pool_gone);
       if (stop_now || pool_gone) {
         if (inflight.empty() && to_finish.empty())
           break;
