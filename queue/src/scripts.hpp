@@ -176,9 +176,12 @@ return {entries, counts}
 // (another worker finished it first) changes nothing. Returns the number of
 // records applied.
 inline constexpr const char* finish_lua = R"lua(
-local ns, grp, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local ns, grp, ttl = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Numbers passed to redis.call are formatted per call (printf): the TTL
+-- and the time are passed as strings made once.
+local nows = tostring(now)
 local i = 4
 local applied = 0
 while i <= #ARGV do
@@ -209,7 +212,7 @@ while i <= #ARGV do
   if acked == 1 then
     applied = applied + 1
     if kind == 'ok' then
-      redis.call('HSET', h, 's', 'succeeded', 'r', text, 'ft', now)
+      redis.call('HSET', h, 's', 'succeeded', 'r', text, 'ft', nows)
       redis.call('EXPIRE', h, ttl)
     elseif kind == 'retry' then
       redis.call('HSET', h, 's', 'scheduled', 'a', ARGV[x], 'err', text,
@@ -220,7 +223,7 @@ while i <= #ARGV do
       redis.call('XADD', ns .. ':dead', '*', 'id', id, 'n', ARGV[x],
         'reason', text, 'a', ARGV[x + 2], 'p', ARGV[x + 1])
       if redis.call('EXISTS', h) == 1 then
-        redis.call('HSET', h, 's', 'dead', 'err', text, 'ft', now)
+        redis.call('HSET', h, 's', 'dead', 'err', text, 'ft', nows)
         redis.call('EXPIRE', h, ttl)
       end
     end
