@@ -59,6 +59,24 @@ protected:
     return out;
   }
 
+  /// Starts `sut` with one handler actor taking one task at a time; its
+  /// "echo" task counts its runs in `runs` and fulfils `reached` at run
+  /// `at`.
+  void start_echo_one_at_a_time(std::atomic<int>& runs, int at,
+                                std::promise<void>& reached) {
+    cfg.concurrency = 1;
+    cfg.batch_size = 1;
+    sut = std::make_unique<worker>(rt, cfg);
+    sut->handle("echo",
+                [&runs, at, &reached](task_context&, std::string_view p)
+                    -> caf::expected<std::string> {
+                  if (++runs == at)
+                    reached.set_value();
+                  return std::string{p};
+                });
+    ASSERT_FALSE(sut->start());
+  }
+
   task_info wait_for(const std::string& id) {
     auto info = producer->wait(id, 10s);
     EXPECT_TRUE(info) << to_string(info.error());
@@ -383,19 +401,9 @@ TEST_F(worker_test,
        one_task_at_a_time_a_handler_actor_killed_mid_stream_loses_no_task) {
   // One actor, one task at a time: the actor acknowledges and reads on its
   // own thread between tasks; its death must give the loop back.
-  cfg.concurrency = 1;
-  cfg.batch_size = 1;
-  sut = std::make_unique<worker>(rt, cfg);
   std::promise<void> fiftieth;
   std::atomic<int> runs{0};
-  sut->handle(
-      "echo",
-      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
-        if (++runs == 50)
-          fiftieth.set_value();
-        return std::string{p};
-      });
-  ASSERT_FALSE(sut->start());
+  start_echo_one_at_a_time(runs, 50, fiftieth);
   task_options opts;
   opts.backoff = 1ms;
   std::vector<std::string> ids;
@@ -417,19 +425,9 @@ TEST_F(worker_test,
 }
 
 TEST_F(worker_test, one_task_at_a_time_a_graceful_stop_leaves_no_task_running) {
-  cfg.concurrency = 1;
-  cfg.batch_size = 1;
-  sut = std::make_unique<worker>(rt, cfg);
   std::promise<void> tenth;
   std::atomic<int> runs{0};
-  sut->handle(
-      "echo",
-      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
-        if (++runs == 10)
-          tenth.set_value();
-        return std::string{p};
-      });
-  ASSERT_FALSE(sut->start());
+  start_echo_one_at_a_time(runs, 10, tenth);
   std::vector<std::string> ids;
   for (int i = 0; i < 2000; ++i)
     ids.push_back(*producer->enqueue_payload("echo", std::to_string(i)));
