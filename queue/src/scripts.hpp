@@ -138,9 +138,18 @@ return #ids
 
 // KEYS: stream. ARGV: ns, group, consumer, min idle ms, count. Claims the
 // entries of dead workers (XAUTOCLAIM) and stamps each task's hash with
-// the time it was reclaimed (field rc, ms). Returns the claimed entries and,
+// the time it changed hands (field rc, ms) and the consumer that took it
+// (rb). A worker whose lease renewal came late claims its own entries back:
+// that is no recovery, and leaves both fields as they were (XPENDING with
+// the same idle time and count lists, in the same order, the entries
+// XAUTOCLAIM takes, with their holders). Returns the claimed entries and,
 // per entry, its delivery count.
 inline constexpr const char* reclaim_lua = R"lua(
+local holder = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[2], 'IDLE',
+    tonumber(ARGV[4]), '-', '+', tonumber(ARGV[5]))) do
+  holder[p[1]] = p[2]
+end
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[2], ARGV[3], ARGV[4],
   '0-0', 'COUNT', tonumber(ARGV[5]))
 local entries = r[2]
@@ -158,8 +167,8 @@ for i, e in ipairs(entries) do
     for j = 1, #f - 1, 2 do
       if f[j] == 'id' then
         local h = ARGV[1] .. ':t:' .. f[j + 1]
-        if redis.call('EXISTS', h) == 1 then
-          redis.call('HSET', h, 'rc', now)
+        if holder[e[1]] ~= ARGV[3] and redis.call('EXISTS', h) == 1 then
+          redis.call('HSET', h, 'rc', now, 'rb', ARGV[3])
         end
       end
     end
