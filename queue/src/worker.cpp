@@ -120,6 +120,9 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   // `baton_holder` while `baton_out` (see `pass_baton`).
   bool baton_out = false;
   caf::actor_id baton_holder = 0;
+  // The holder is using the loop's state (acknowledging and reading, in
+  // `run_solo`): the reading thread cannot take the baton back meanwhile.
+  bool baton_busy = false;
 
   // Entries whose lease the heartbeat renews. The heartbeat thread waits
   // on its own condition variable: a completion wakes only the reading
@@ -150,6 +153,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     {
       std::lock_guard<std::mutex> guard{mtx};
       mine = baton_out && baton_holder == actor && calm();
+      baton_busy = mine;
       if (!mine) {
         if (baton_holder == actor)
           baton_out = false;
@@ -223,6 +227,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           // It ran its last handler: the loop is the reading thread's again.
           if (s->baton_out && s->baton_holder == id) {
             s->baton_out = false;
+            s->baton_busy = false;
             news = true;
           }
           if (!s->stopping) {
@@ -754,10 +759,18 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       return false;
     baton_out = true;
     baton_holder = inflight.begin()->second->actor_id;
-    // Bounded: the holder gives the baton back within one blocking read,
-    // and its death notice takes it back.
-    while (baton_out)
-      cv.wait_for(guard, read_block_max);
+    // The holder gives the baton back after a task when anything else is
+    // to be done, and its death notice takes it back. While the holder runs
+    // a task (as long as that takes), the reading thread takes the baton
+    // back itself when a sweep is due or anything else needs it: a task may
+    // run for minutes, and neither sweeps nor a stop deadline may wait for
+    // it. It then waits for the task's completion as in the regular loop.
+    while (baton_out) {
+      cv.wait_for(guard, until_sweep(read_block_max));
+      if (baton_out && !baton_busy &&
+          (steady_clock::now() >= next_sweep || !calm()))
+        baton_out = false;
+    }
     return true;
   }
 
@@ -778,6 +791,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     bool keep = fetched && solo();
     {
       std::lock_guard<std::mutex> guard{mtx};
+      baton_busy = false;
       keep = keep && calm();
       if (!keep)
         baton_out = false;

@@ -6,6 +6,9 @@
 #include "actorbus/queue/worker.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "gate.hpp"
+#include "timing.hpp"
+
 #include <caf/detail/scope_guard.hpp>
 
 #include <fmt/format.h>
@@ -160,6 +163,19 @@ protected:
           ids.push_back(fields[j + 1]);
     }
     return ids;
+  }
+
+  /// Runs one task on a started worker `w` (a handler for "apply"), so that
+  /// the next one comes through its steady path (with one handler taking one
+  /// task at a time, the handler actor acknowledges and reads the next task
+  /// itself).
+  void warm_up(worker& w) {
+    auto id = sut->enqueue_payload("apply", "");
+    ASSERT_TRUE(id);
+    auto info = sut->wait(*id, test::patience);
+    ASSERT_TRUE(info) << to_string(info.error());
+    ASSERT_EQ(info->status, task_status::succeeded);
+    ASSERT_EQ(w.stats().succeeded, 1u);
   }
 
   std::unique_ptr<embedded_redis> redis;
@@ -421,6 +437,86 @@ TEST_F(fault_test,
   EXPECT_EQ(field(*own, "rb"), "(nil)");
   EXPECT_EQ(field(*own, "rc"), "(nil)");
   w.stop();
+}
+
+TEST_F(fault_test,
+       a_worker_busy_with_a_long_task_still_reclaims_for_dead_ones) {
+  // One handler taking one task at a time: the worker's own task blocks
+  // until released, and meanwhile a dead worker's task must be reclaimed
+  // by this worker's sweeps.
+  cfg.batch_size = 1;
+  cfg.concurrency = 1;
+  runtime::runtime rt;
+  worker w{rt, cfg};
+  test::gate running;
+  test::gate release;
+  w.handle("block",
+           [&](task_context&, std::string_view) -> caf::expected<std::string> {
+             running.open();
+             if (!release.pass())
+               return caf::make_error(caf::sec::runtime_error,
+                                      "never released");
+             return std::string{"released"};
+           });
+  w.handle("apply",
+           [](task_context& ctx, std::string_view p) { return apply(ctx, p); });
+  ASSERT_FALSE(w.start());
+  warm_up(w);
+  auto blocked = sut->enqueue_payload("block", "");
+  ASSERT_TRUE(blocked);
+  ASSERT_TRUE(running.pass());
+  auto orphan = sut->enqueue_payload("apply", "");
+  ASSERT_TRUE(orphan);
+  ASSERT_TRUE(
+      sut->command({"XREADGROUP", "GROUP", "workers", "dead-consumer", "COUNT",
+                    "1", "STREAMS", cfg.name_space + ":q:1", ">"}));
+  auto deadline = std::chrono::steady_clock::now() + cfg.visibility_timeout +
+                  cfg.sweep_interval + test::slack(2s);
+  while (w.stats().reclaimed == 0 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  EXPECT_EQ(w.stats().reclaimed, 1u)
+      << "no sweep while the worker's only handler was busy";
+  release.open();
+  for (auto& id : {*blocked, *orphan}) {
+    auto info = sut->wait(id, test::patience);
+    ASSERT_TRUE(info) << to_string(info.error());
+    EXPECT_EQ(info->status, task_status::succeeded);
+  }
+  w.stop();
+}
+
+TEST_F(fault_test, stop_keeps_its_deadline_while_the_only_handler_is_stuck) {
+  cfg.batch_size = 1;
+  cfg.concurrency = 1;
+  runtime::runtime rt;
+  worker w{rt, cfg};
+  test::gate running;
+  test::gate release;
+  w.handle("stuck",
+           [&](task_context&, std::string_view) -> caf::expected<std::string> {
+             running.open();
+             if (!release.pass())
+               return caf::make_error(caf::sec::runtime_error,
+                                      "never released");
+             return std::string{"released"};
+           });
+  w.handle("apply",
+           [](task_context& ctx, std::string_view p) { return apply(ctx, p); });
+  ASSERT_FALSE(w.start());
+  warm_up(w);
+  auto id = sut->enqueue_payload("stuck", "");
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(running.pass());
+  auto t0 = std::chrono::steady_clock::now();
+  w.stop(200ms);
+  auto took = std::chrono::steady_clock::now() - t0;
+  release.open();
+  EXPECT_LT(took, 200ms + test::slack(2s));
+  // Not acknowledged: it stays pending for another worker to reclaim.
+  auto info = sut->status(*id);
+  ASSERT_TRUE(info);
+  EXPECT_NE(info->status, task_status::succeeded);
 }
 
 } // namespace
