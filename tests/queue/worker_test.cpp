@@ -453,6 +453,29 @@ TEST_F(worker_test, one_task_at_a_time_a_graceful_stop_leaves_no_task_running) {
   EXPECT_EQ(pending->substr(0, pending->find('\n')), "0") << *pending;
 }
 
+TEST_F(worker_test,
+       one_task_at_a_time_a_worker_reconnects_after_redis_restarts) {
+  std::promise<void> twentieth;
+  std::atomic<int> runs{0};
+  start_echo_one_at_a_time(runs, 20, twentieth);
+  for (int i = 0; i < 100; ++i)
+    ASSERT_TRUE(producer->enqueue_payload("echo", "before"));
+  ASSERT_EQ(twentieth.get_future().wait_for(10s), std::future_status::ready);
+  // Not persistent: the restarted Redis has lost every task and the
+  // consumer group, which the worker recreates when it reconnects.
+  redis->crash();
+  ASSERT_FALSE(redis->restart());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 100; ++i)
+    ids.push_back(*producer->enqueue_payload("echo", std::to_string(i)));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto info = wait_for(ids[i]);
+    EXPECT_EQ(info.status, task_status::succeeded) << i;
+    EXPECT_EQ(info.result, std::to_string(i));
+  }
+  EXPECT_GE(sut->stats().reconnects, 1u);
+}
+
 TEST_F(worker_test, a_waiting_client_times_out_on_a_task_nobody_runs) {
   auto id = producer->enqueue("add", {}, 1, 2);
   ASSERT_TRUE(id);
