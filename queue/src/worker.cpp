@@ -610,9 +610,19 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       dispatch();
   }
 
-  void wait_for_completion(milliseconds max) {
+  /// Waits at most `max` for a completion or anything else to handle. A
+  /// stop the reading thread already knows of (`stop_known`) is no news:
+  /// the wait then ends by the stop's deadline instead, so that waiting for
+  /// the last tasks of a stop sleeps rather than spins.
+  void wait_for_completion(milliseconds max, bool stop_known = false) {
     std::unique_lock<std::mutex> guard{mtx};
-    cv.wait_for(guard, max, [&] { return !done.empty() || !calm(); });
+    auto until = steady_clock::now() + max;
+    if (stop_known)
+      until = std::min(until, stop_deadline + milliseconds{1});
+    cv.wait_until(guard, until, [&] {
+      return !done.empty() || !died.empty() || !fresh.empty() || gave_up ||
+             (stopping && !stop_known);
+    });
   }
 
   /// The longest `linger` waits.
@@ -822,7 +832,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         if (auto err = conn->connect()) {
           lost = true;
           std::unique_lock<std::mutex> guard{mtx};
-          cv.wait_for(guard, backoff, [&] { return stopping; });
+          auto until = steady_clock::now() + backoff;
+          if (stop_now)
+            until = std::min(until, stop_deadline + milliseconds{1});
+          cv.wait_until(guard, until, [&] { return stopping && !stop_now; });
           backoff = std::min(backoff * 2, cfg.reconnect_backoff_max);
           continue;
         }
@@ -850,7 +863,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       bool read = taking && room > 0;
       if (!read && to_finish.empty()) {
         dispatch();
-        wait_for_completion(until_sweep(milliseconds{50}));
+        // No sweep is due while stopping: the stop's deadline bounds it.
+        wait_for_completion(stop_now ? milliseconds{50}
+                                     : until_sweep(milliseconds{50}),
+                            stop_now);
         continue;
       }
       auto fetched = exchange(read ? room : 0);

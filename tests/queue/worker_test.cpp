@@ -3,6 +3,8 @@
 #include "actorbus/queue/worker.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "gate.hpp"
+
 #include <caf/after.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <sys/resource.h>
 #include <thread>
 #include <vector>
 
@@ -23,6 +26,17 @@ using namespace actorbus::queue;
 using namespace std::chrono_literals;
 
 namespace {
+
+/// CPU time this process has used so far (all its threads).
+std::chrono::microseconds process_cpu_time() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto us = [](const timeval& tv) {
+    return std::chrono::seconds{tv.tv_sec} +
+           std::chrono::microseconds{tv.tv_usec};
+  };
+  return us(ru.ru_utime) + us(ru.ru_stime);
+}
 
 class worker_test : public ::testing::Test {
 protected:
@@ -75,6 +89,43 @@ protected:
                   return std::string{p};
                 });
     ASSERT_FALSE(sut->start());
+  }
+
+  /// Starts `sut` with one handler actor taking one task at a time, and
+  /// has it run a task that waits for `release` (at most 30 s).
+  void start_stuck_one_at_a_time(test::gate& release) {
+    cfg.concurrency = 1;
+    cfg.batch_size = 1;
+    sut = std::make_unique<worker>(rt, cfg);
+    auto running = std::make_shared<test::gate>();
+    sut->handle(
+        "stuck",
+        [running, &release](task_context&,
+                            std::string_view) -> caf::expected<std::string> {
+          running->open();
+          if (!release.pass())
+            return caf::make_error(caf::sec::runtime_error, "never released");
+          return std::string{"released"};
+        });
+    ASSERT_FALSE(sut->start());
+    ASSERT_TRUE(producer->enqueue_payload("stuck", ""));
+    ASSERT_TRUE(running->pass());
+  }
+
+  /// Stops `sut` with `deadline` while a task is stuck: the stop keeps its
+  /// deadline, and the reading thread sleeps between its looks at the task
+  /// rather than spin (a spinning thread burns about one core throughout).
+  void expect_stop_sleeps_for(std::chrono::milliseconds deadline) {
+    auto wall0 = std::chrono::steady_clock::now();
+    auto cpu0 = process_cpu_time();
+    sut->stop(deadline);
+    auto cpu = process_cpu_time() - cpu0;
+    auto wall = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - wall0);
+    EXPECT_GE(wall, deadline);
+    EXPECT_LT(wall, deadline + 5s);
+    EXPECT_LT(cpu * 4, wall) << "CPU " << cpu.count() << " us during a stop of "
+                             << wall.count() << " us";
   }
 
   task_info wait_for(const std::string& id) {
@@ -564,6 +615,29 @@ TEST_F(worker_test,
   EXPECT_EQ(info.status, task_status::succeeded);
   EXPECT_EQ(info.result, "after");
   other.stop();
+}
+
+TEST_F(
+    worker_test,
+    one_task_at_a_time_a_stop_waiting_for_a_stuck_task_sleeps_until_its_deadline) {
+  test::gate release;
+  start_stuck_one_at_a_time(release);
+  expect_stop_sleeps_for(1s);
+  release.open();
+}
+
+TEST_F(
+    worker_test,
+    a_stop_waiting_for_a_stuck_task_with_redis_down_sleeps_until_its_deadline) {
+  test::gate release;
+  start_stuck_one_at_a_time(release);
+  redis->crash();
+  // Long enough for a sweep (every 20 ms) to find Redis gone, so that the
+  // stop waits between reconnect attempts (were it not found, the stop
+  // would wait as in the test above).
+  std::this_thread::sleep_for(200ms);
+  expect_stop_sleeps_for(1s);
+  release.open();
 }
 
 } // namespace
