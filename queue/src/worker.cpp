@@ -790,10 +790,16 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     for (auto& j : *xs) {
       if (outstanding[j->actor] > 0)
         --outstanding[j->actor];
+      // Timed out while it ran: its failure is acknowledged already (and
+      // the baton came with the next task, which is still to run).
+      if (j->abandoned)
+        continue;
       inflight.erase(j->entry);
       to_finish.push_back(j);
     }
-    auto fetched = exchange(cfg.batch_size);
+    auto busy = inflight.size() + to_run.size();
+    auto fetched =
+        exchange(busy < cfg.batch_size ? cfg.batch_size - busy : size_t{0});
     if (fetched)
       dispatch(); // To itself: runs once this handler returns.
     else

@@ -91,9 +91,11 @@ protected:
     ASSERT_FALSE(sut->start());
   }
 
-  /// Starts `sut` with one handler actor taking one task at a time, and
-  /// has it run a task that waits for `release` (at most 30 s).
-  void start_stuck_one_at_a_time(test::gate& release) {
+  /// Starts `sut` with one handler actor taking one task at a time (tasks
+  /// "stuck" and "add"), enqueues a "stuck" task with `opts` (its id in
+  /// `id`) and returns once it runs; it waits for `release` (at most 30 s).
+  void start_stuck_one_at_a_time(test::gate& release, task_options opts = {},
+                                 std::string* id = nullptr) {
     cfg.concurrency = 1;
     cfg.batch_size = 1;
     sut = std::make_unique<worker>(rt, cfg);
@@ -107,8 +109,15 @@ protected:
             return caf::make_error(caf::sec::runtime_error, "never released");
           return std::string{"released"};
         });
+    sut->handle_typed<int, int>(
+        "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
+          return encode(a + b);
+        });
     ASSERT_FALSE(sut->start());
-    ASSERT_TRUE(producer->enqueue_payload("stuck", ""));
+    auto stuck = producer->enqueue_payload("stuck", "", opts);
+    ASSERT_TRUE(stuck);
+    if (id != nullptr)
+      *id = *stuck;
     ASSERT_TRUE(running->pass());
   }
 
@@ -638,6 +647,37 @@ TEST_F(
   std::this_thread::sleep_for(200ms);
   expect_stop_sleeps_for(1s);
   release.open();
+}
+
+TEST_F(
+    worker_test,
+    one_task_at_a_time_a_task_finishing_after_its_timeout_is_not_acknowledged_again) {
+  // The handler actor is still running the timed-out task when the reading
+  // thread hands it the next one (and the loop with it): the late finish of
+  // the first must not count as a success of a task already dead-lettered.
+  test::gate release;
+  task_options opts;
+  opts.timeout = 50ms;
+  opts.max_attempts = 1;
+  std::string slow;
+  start_stuck_one_at_a_time(release, opts, &slow);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(*producer->enqueue("add", {}, i, 1));
+  auto timed_out = wait_for(slow);
+  EXPECT_EQ(timed_out.status, task_status::dead);
+  release.open();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto info = wait_for(ids[i]);
+    EXPECT_EQ(info.status, task_status::succeeded) << i;
+    EXPECT_EQ(std::get<0>(*decode<int>(info.result)), static_cast<int>(i) + 1);
+  }
+  sut->stop();
+  auto info = producer->status(slow);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->status, task_status::dead);
+  EXPECT_EQ(sut->stats().succeeded, ids.size());
+  EXPECT_EQ(sut->stats().dead_lettered, 1u);
 }
 
 } // namespace
