@@ -884,11 +884,12 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       if (!read || pass_baton())
         continue;
       // The streams are drained (nothing, or less than asked for) while
-      // tasks run: wait for a completion rather than ask Redis again at
-      // once, so that a finished task is acknowledged without an empty
+      // tasks run, or wait for a handler actor the supervisor restarts:
+      // wait for a completion (or the restart) rather than ask Redis again
+      // at once, so that a finished task is acknowledged without an empty
       // read in between (new tasks wait at most 20 ms, as they would for a
       // blocking read).
-      if (*fetched < room && !inflight.empty())
+      if (*fetched < room && (!inflight.empty() || !to_run.empty()))
         wait_for_completion(until_sweep(milliseconds{20}));
     }
   }

@@ -680,4 +680,38 @@ TEST_F(
   EXPECT_EQ(sut->stats().dead_lettered, 1u);
 }
 
+TEST_F(worker_test,
+       tasks_waiting_for_a_restarting_handler_actor_are_waited_for_asleep) {
+  cfg.concurrency = 1;
+  cfg.batch_size = 8;
+  cfg.handler_restart_backoff = 1s;
+  cfg.handler_restart_backoff_max = 1s;
+  sut = std::make_unique<worker>(rt, cfg);
+  sut->handle_typed<int, int>(
+      "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
+        return encode(a + b);
+      });
+  ASSERT_FALSE(sut->start());
+  ASSERT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
+            task_status::succeeded);
+  auto first = handler("handler-0");
+  ASSERT_TRUE(first);
+  auto wall0 = std::chrono::steady_clock::now();
+  auto cpu0 = process_cpu_time();
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  // Read while no handler actor lives: they wait a second for its restart,
+  // and so does the reading thread, without asking Redis again and again.
+  auto id = producer->enqueue("add", {}, 20, 22);
+  ASSERT_TRUE(id);
+  auto info = wait_for(*id);
+  auto cpu = process_cpu_time() - cpu0;
+  auto wall = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - wall0);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_EQ(sut->stats().handler_restarts, 1u);
+  EXPECT_GE(wall, 1s);
+  EXPECT_LT(cpu * 4, wall) << "CPU " << cpu.count() << " us in " << wall.count()
+                           << " us";
+}
+
 } // namespace
