@@ -28,6 +28,7 @@
 namespace actorbus::queue::internal {
 
 /// One delivery of a task, shared by the reading thread and a handler actor.
+/// (`give_up_on` copies the delivery's fields one by one: keep it in step.)
 struct job {
   std::string entry;
   int stream = 1;
@@ -536,15 +537,39 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     return conn.eval(internal::script::finish, {}, std::move(argv));
   }
 
+  /// Fails `j` for a retry (or a dead letter) without waiting for its
+  /// handler. What is acknowledged is a copy of the delivery: a handler
+  /// still running (past its timeout) writes its outcome into `j` when it
+  /// returns, maybe while (or before) the failure is sent.
+  void give_up_on(job& j, std::string reason) {
+    j.abandoned = true;
+    auto f = std::make_shared<job>();
+    f->entry = j.entry;
+    f->stream = j.stream;
+    f->id = j.id;
+    f->name = j.name;
+    f->payload = j.payload;
+    f->key = j.key;
+    f->options = j.options;
+    f->attempt = j.attempt;
+    f->max_attempts = j.max_attempts;
+    f->backoff_ms = j.backoff_ms;
+    f->backoff_max_ms = j.backoff_max_ms;
+    f->timeout_ms = j.timeout_ms;
+    f->started = j.started;
+    f->actor = j.actor;
+    f->actor_id = j.actor_id;
+    f->abandoned = true;
+    fail(*f, std::move(reason), false);
+    to_finish.push_back(std::move(f));
+  }
+
   /// Fails the jobs handed to actor `id` (it died) or to any actor (`id`
   /// 0: the pool gave up), for a retry.
   void abandon(caf::actor_id id, const char* reason) {
     for (auto& [entry, j] : inflight)
-      if ((id == 0 || j->actor_id == id) && !j->abandoned) {
-        j->abandoned = true;
-        fail(*j, reason, false);
-        to_finish.push_back(j);
-      }
+      if ((id == 0 || j->actor_id == id) && !j->abandoned)
+        give_up_on(*j, reason);
   }
 
   void collect(bool& stop_now, bool& pool_gone) {
@@ -597,11 +622,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     auto now = steady_clock::now();
     for (auto& [entry, j] : inflight)
       if (!j->abandoned && j->timeout_ms > 0 &&
-          now - j->started > milliseconds{j->timeout_ms}) {
-        j->abandoned = true;
-        fail(*j, fmt::format("timed out after {} ms", j->timeout_ms), false);
-        to_finish.push_back(j);
-      }
+          now - j->started > milliseconds{j->timeout_ms})
+        give_up_on(*j, fmt::format("timed out after {} ms", j->timeout_ms));
     for (auto& j : to_finish)
       inflight.erase(j->entry);
     if (!finished.empty() || !deaths.empty() || pool_gone)

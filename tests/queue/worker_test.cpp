@@ -714,4 +714,42 @@ TEST_F(worker_test,
                            << " us";
 }
 
+TEST_F(worker_test,
+       a_timed_out_task_stays_failed_when_its_handler_returns_before_the_ack) {
+  // The acknowledgement of the timeout is lost with Redis; meanwhile the
+  // handler returns. The acknowledgement sent again must still be the
+  // timeout's, not the late result.
+  test::gate release;
+  test::gate returned;
+  test::gate crashed;
+  sut->handle(
+      "stuck",
+      [&](task_context&, std::string_view) -> caf::expected<std::string> {
+        if (!release.pass())
+          return caf::make_error(caf::sec::runtime_error, "never released");
+        returned.open();
+        return std::string{"late"};
+      });
+  std::atomic<bool> first{true};
+  sut->on_fault_point([&](fault_point p) {
+    if (p != fault_point::after_effect || !first.exchange(false))
+      return;
+    // The timeout's acknowledgement is sent: its reply never comes.
+    redis->crash();
+    release.open();
+    static_cast<void>(returned.pass());
+    crashed.open();
+  });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.timeout = 50ms;
+  opts.max_attempts = 1;
+  ASSERT_TRUE(producer->enqueue_payload("stuck", "", opts));
+  ASSERT_TRUE(crashed.pass());
+  ASSERT_FALSE(redis->restart());
+  sut->stop(5s);
+  EXPECT_EQ(sut->stats().dead_lettered, 1u);
+  EXPECT_EQ(sut->stats().succeeded, 0u);
+}
+
 } // namespace
