@@ -50,6 +50,11 @@ protected:
     auto c = client::connect(cfg);
     ASSERT_TRUE(c) << to_string(c.error());
     producer.emplace(std::move(*c));
+    make_sut();
+  }
+
+  /// A new `sut` with `cfg`, taking "add" tasks.
+  void make_sut() {
     sut = std::make_unique<worker>(rt, cfg);
     sut->handle_typed<int, int>(
         "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
@@ -98,7 +103,7 @@ protected:
                                  std::string* id = nullptr) {
     cfg.concurrency = 1;
     cfg.batch_size = 1;
-    sut = std::make_unique<worker>(rt, cfg);
+    make_sut();
     auto running = std::make_shared<test::gate>();
     sut->handle(
         "stuck",
@@ -108,10 +113,6 @@ protected:
           if (!release.pass())
             return caf::make_error(caf::sec::runtime_error, "never released");
           return std::string{"released"};
-        });
-    sut->handle_typed<int, int>(
-        "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
-          return encode(a + b);
         });
     ASSERT_FALSE(sut->start());
     auto stuck = producer->enqueue_payload("stuck", "", opts);
@@ -547,11 +548,7 @@ TEST_F(worker_test, a_waiting_client_times_out_on_a_task_nobody_runs) {
 TEST_F(worker_test,
        a_killed_handler_actor_is_restarted_by_its_supervisor_and_work_goes_on) {
   cfg.concurrency = 1;
-  sut = std::make_unique<worker>(rt, cfg);
-  sut->handle_typed<int, int>(
-      "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
-        return encode(a + b);
-      });
+  make_sut();
   ASSERT_FALSE(sut->start());
   ASSERT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
             task_status::succeeded);
@@ -686,11 +683,7 @@ TEST_F(worker_test,
   cfg.batch_size = 8;
   cfg.handler_restart_backoff = 1s;
   cfg.handler_restart_backoff_max = 1s;
-  sut = std::make_unique<worker>(rt, cfg);
-  sut->handle_typed<int, int>(
-      "add", [](task_context&, int a, int b) -> caf::expected<std::string> {
-        return encode(a + b);
-      });
+  make_sut();
   ASSERT_FALSE(sut->start());
   ASSERT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
             task_status::succeeded);
