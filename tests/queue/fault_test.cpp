@@ -165,17 +165,17 @@ protected:
     return ids;
   }
 
-  /// Runs one task on a started worker `w` (a handler for "apply"), so that
-  /// the next one comes through its steady path (with one handler taking one
+  /// Runs one task on a started worker (a handler for "apply"), so that the
+  /// next one comes through its steady path (with one handler taking one
   /// task at a time, the handler actor acknowledges and reads the next task
-  /// itself).
-  void warm_up(worker& w) {
+  /// itself). The result is in Redis before the worker has read the
+  /// acknowledgement's reply, so its counters may lag: not checked here.
+  void warm_up() {
     auto id = sut->enqueue_payload("apply", "");
     ASSERT_TRUE(id);
     auto info = sut->wait(*id, test::patience);
     ASSERT_TRUE(info) << to_string(info.error());
     ASSERT_EQ(info->status, task_status::succeeded);
-    ASSERT_EQ(w.stats().succeeded, 1u);
   }
 
   std::unique_ptr<embedded_redis> redis;
@@ -461,7 +461,7 @@ TEST_F(fault_test,
   w.handle("apply",
            [](task_context& ctx, std::string_view p) { return apply(ctx, p); });
   ASSERT_FALSE(w.start());
-  warm_up(w);
+  warm_up();
   auto blocked = sut->enqueue_payload("block", "");
   ASSERT_TRUE(blocked);
   ASSERT_TRUE(running.pass());
@@ -504,7 +504,7 @@ TEST_F(fault_test, stop_keeps_its_deadline_while_the_only_handler_is_stuck) {
   w.handle("apply",
            [](task_context& ctx, std::string_view p) { return apply(ctx, p); });
   ASSERT_FALSE(w.start());
-  warm_up(w);
+  warm_up();
   auto id = sut->enqueue_payload("stuck", "");
   ASSERT_TRUE(id);
   ASSERT_TRUE(running.pass());
