@@ -495,10 +495,13 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
             counts->element[i]->type == REDIS_REPLY_INTEGER)
           deliveries = static_cast<uint64_t>(counts->element[i]->integer);
         auto entry = std::string{internal::str(e->element[0])};
+        auto same = [&](const job_ptr& j) { return j->entry == entry; };
+        // Ours already: a lease renewal came too late, or its (unleased)
+        // acknowledgement waits for Redis to take it.
         if (inflight.count(entry) != 0 ||
-            std::any_of(to_run.begin(), to_run.end(),
-                        [&](const job_ptr& j) { return j->entry == entry; }))
-          continue; // Ours already (a lease renewal came too late).
+            std::any_of(to_run.begin(), to_run.end(), same) ||
+            std::any_of(to_finish.begin(), to_finish.end(), same))
+          continue;
         ++reclaimed;
         accept(s, e, deliveries);
       }

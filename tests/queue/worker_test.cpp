@@ -745,4 +745,45 @@ TEST_F(worker_test,
   EXPECT_EQ(sut->stats().succeeded, 0u);
 }
 
+TEST_F(worker_test,
+       a_task_whose_acknowledgement_waits_out_a_redis_stall_runs_once) {
+  // Redis takes no writes for longer than the visibility timeout: the
+  // finished task's acknowledgement fails, and its entry's lease runs out
+  // meanwhile. Once Redis is back, the worker acknowledges it; its own
+  // sweep must not take it back and run it again.
+  cfg.visibility_timeout = 300ms;
+  cfg.io_timeout = 200ms;
+  make_sut();
+  std::atomic<int> runs{0};
+  test::gate ran;
+  sut->handle(
+      "once",
+      [&](task_context&, std::string_view) -> caf::expected<std::string> {
+        if (++runs == 1)
+          ran.open();
+        return std::string{"done"};
+      });
+  std::atomic<bool> first{true};
+  test::gate acked;
+  sut->on_fault_point([&](fault_point p) {
+    if (p == fault_point::before_handle && first.exchange(false)) {
+      auto paused = producer->command({"CLIENT", "PAUSE", "1500", "WRITE"});
+      EXPECT_TRUE(paused) << to_string(paused.error());
+    } else if (p == fault_point::after_ack) {
+      acked.open();
+    }
+  });
+  ASSERT_FALSE(sut->start());
+  auto id = producer->enqueue_payload("once", "");
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(acked.pass());
+  // A second run would have been handed out before the acknowledgement.
+  sut->stop();
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_EQ(sut->stats().succeeded, 1u);
+  auto info = producer->status(*id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->status, task_status::succeeded);
+}
+
 } // namespace
