@@ -99,7 +99,8 @@ protected:
   /// Starts `sut` with one handler actor taking one task at a time (tasks
   /// "stuck" and "add"), enqueues a "stuck" task with `opts` (its id in
   /// `id`) and returns once it runs; it waits for `release` (at most 30 s).
-  void start_stuck_one_at_a_time(test::gate& release, task_options opts = {},
+  void start_stuck_one_at_a_time(std::shared_ptr<test::gate> release,
+                                 task_options opts = {},
                                  std::string* id = nullptr) {
     cfg.concurrency = 1;
     cfg.batch_size = 1;
@@ -107,10 +108,10 @@ protected:
     auto running = std::make_shared<test::gate>();
     sut->handle(
         "stuck",
-        [running, &release](task_context&,
-                            std::string_view) -> caf::expected<std::string> {
+        [running, release](task_context&,
+                           std::string_view) -> caf::expected<std::string> {
           running->open();
-          if (!release.pass())
+          if (!release->pass())
             return caf::make_error(caf::sec::runtime_error, "never released");
           return std::string{"released"};
         });
@@ -626,16 +627,16 @@ TEST_F(worker_test,
 TEST_F(
     worker_test,
     one_task_at_a_time_a_stop_waiting_for_a_stuck_task_sleeps_until_its_deadline) {
-  test::gate release;
+  auto release = std::make_shared<test::gate>();
   start_stuck_one_at_a_time(release);
   expect_stop_sleeps_for(1s);
-  release.open();
+  release->open();
 }
 
 TEST_F(
     worker_test,
     a_stop_waiting_for_a_stuck_task_with_redis_down_sleeps_until_its_deadline) {
-  test::gate release;
+  auto release = std::make_shared<test::gate>();
   start_stuck_one_at_a_time(release);
   redis->crash();
   // Long enough for a sweep (every 20 ms) to find Redis gone, so that the
@@ -643,7 +644,7 @@ TEST_F(
   // would wait as in the test above).
   std::this_thread::sleep_for(200ms);
   expect_stop_sleeps_for(1s);
-  release.open();
+  release->open();
 }
 
 TEST_F(
@@ -652,7 +653,7 @@ TEST_F(
   // The handler actor is still running the timed-out task when the reading
   // thread hands it the next one (and the loop with it): the late finish of
   // the first must not count as a success of a task already dead-lettered.
-  test::gate release;
+  auto release = std::make_shared<test::gate>();
   task_options opts;
   opts.timeout = 50ms;
   opts.max_attempts = 1;
@@ -663,7 +664,7 @@ TEST_F(
     ids.push_back(*producer->enqueue("add", {}, i, 1));
   auto timed_out = wait_for(slow);
   EXPECT_EQ(timed_out.status, task_status::dead);
-  release.open();
+  release->open();
   for (size_t i = 0; i < ids.size(); ++i) {
     auto info = wait_for(ids[i]);
     EXPECT_EQ(info.status, task_status::succeeded) << i;
