@@ -446,10 +446,12 @@ TEST_F(fault_test,
   // by this worker's sweeps.
   cfg.batch_size = 1;
   cfg.concurrency = 1;
-  runtime::runtime rt;
-  worker w{rt, cfg};
+  // The gates outlive the runtime, which waits for the handler actor: the
+  // handler may still be waking in `release` when the test ends.
   test::gate running;
   test::gate release;
+  runtime::runtime rt;
+  worker w{rt, cfg};
   w.handle("block",
            [&](task_context&, std::string_view) -> caf::expected<std::string> {
              running.open();
@@ -489,10 +491,12 @@ TEST_F(fault_test,
 TEST_F(fault_test, stop_keeps_its_deadline_while_the_only_handler_is_stuck) {
   cfg.batch_size = 1;
   cfg.concurrency = 1;
-  runtime::runtime rt;
-  worker w{rt, cfg};
+  // The gates outlive the runtime, which waits for the handler actor: the
+  // handler may still be waking in `release` when the test ends.
   test::gate running;
   test::gate release;
+  runtime::runtime rt;
+  worker w{rt, cfg};
   w.handle("stuck",
            [&](task_context&, std::string_view) -> caf::expected<std::string> {
              running.open();

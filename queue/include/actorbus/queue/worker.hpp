@@ -160,7 +160,9 @@ public:
   /// invalid before `start()`.
   caf::actor handler_supervisor() const;
 
-  /// Test hook called at each `fault_point` (from the reading thread).
+  /// Test hook called at each `fault_point`, one call at a time (from the
+  /// reading thread, or from the handler actor when it acknowledges and reads
+  /// on its own thread: one handler taking one task at a time).
   void on_fault_point(std::function<void(fault_point)> hook);
 
   struct impl;
