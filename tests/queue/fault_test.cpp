@@ -178,6 +178,33 @@ protected:
     ASSERT_EQ(info->status, task_status::succeeded);
   }
 
+  /// A started worker with one handler taking one task at a time: "block"
+  /// tasks open `running` and wait for `release`, "apply" tasks apply their
+  /// effect; warmed up, so the next task comes through the handler actor's
+  /// own loop. The gates must outlive `rt`: the runtime waits for the
+  /// handler actor, which may still be waking in `release`.
+  std::unique_ptr<worker> one_at_a_time(runtime::runtime& rt,
+                                        test::gate& running,
+                                        test::gate& release) {
+    cfg.batch_size = 1;
+    cfg.concurrency = 1;
+    auto w = std::make_unique<worker>(rt, cfg);
+    w->handle(
+        "block",
+        [&](task_context&, std::string_view) -> caf::expected<std::string> {
+          running.open();
+          if (!release.pass())
+            return caf::make_error(caf::sec::runtime_error, "never released");
+          return std::string{"released"};
+        });
+    w->handle("apply", [](task_context& ctx, std::string_view p) {
+      return apply(ctx, p);
+    });
+    EXPECT_FALSE(w->start());
+    warm_up();
+    return w;
+  }
+
   std::unique_ptr<embedded_redis> redis;
   queue_config cfg;
   std::optional<client> sut;
@@ -444,26 +471,11 @@ TEST_F(fault_test,
   // One handler taking one task at a time: the worker's own task blocks
   // until released, and meanwhile a dead worker's task must be reclaimed
   // by this worker's sweeps.
-  cfg.batch_size = 1;
-  cfg.concurrency = 1;
-  // The gates outlive the runtime, which waits for the handler actor: the
-  // handler may still be waking in `release` when the test ends.
+  // The gates outlive the runtime (see one_at_a_time).
   test::gate running;
   test::gate release;
   runtime::runtime rt;
-  worker w{rt, cfg};
-  w.handle("block",
-           [&](task_context&, std::string_view) -> caf::expected<std::string> {
-             running.open();
-             if (!release.pass())
-               return caf::make_error(caf::sec::runtime_error,
-                                      "never released");
-             return std::string{"released"};
-           });
-  w.handle("apply",
-           [](task_context& ctx, std::string_view p) { return apply(ctx, p); });
-  ASSERT_FALSE(w.start());
-  warm_up();
+  auto w = one_at_a_time(rt, running, release);
   auto blocked = sut->enqueue_payload("block", "");
   ASSERT_TRUE(blocked);
   ASSERT_TRUE(running.pass());
@@ -474,10 +486,10 @@ TEST_F(fault_test,
                     "1", "STREAMS", cfg.name_space + ":q:1", ">"}));
   auto deadline = std::chrono::steady_clock::now() + cfg.visibility_timeout +
                   cfg.sweep_interval + test::slack(2s);
-  while (w.stats().reclaimed == 0 &&
+  while (w->stats().reclaimed == 0 &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::yield();
-  EXPECT_EQ(w.stats().reclaimed, 1u)
+  EXPECT_EQ(w->stats().reclaimed, 1u)
       << "no sweep while the worker's only handler was busy";
   release.open();
   for (auto& id : {*blocked, *orphan}) {
@@ -485,35 +497,20 @@ TEST_F(fault_test,
     ASSERT_TRUE(info) << to_string(info.error());
     EXPECT_EQ(info->status, task_status::succeeded);
   }
-  w.stop();
+  w->stop();
 }
 
 TEST_F(fault_test, stop_keeps_its_deadline_while_the_only_handler_is_stuck) {
-  cfg.batch_size = 1;
-  cfg.concurrency = 1;
-  // The gates outlive the runtime, which waits for the handler actor: the
-  // handler may still be waking in `release` when the test ends.
+  // The gates outlive the runtime (see one_at_a_time).
   test::gate running;
   test::gate release;
   runtime::runtime rt;
-  worker w{rt, cfg};
-  w.handle("stuck",
-           [&](task_context&, std::string_view) -> caf::expected<std::string> {
-             running.open();
-             if (!release.pass())
-               return caf::make_error(caf::sec::runtime_error,
-                                      "never released");
-             return std::string{"released"};
-           });
-  w.handle("apply",
-           [](task_context& ctx, std::string_view p) { return apply(ctx, p); });
-  ASSERT_FALSE(w.start());
-  warm_up();
-  auto id = sut->enqueue_payload("stuck", "");
+  auto w = one_at_a_time(rt, running, release);
+  auto id = sut->enqueue_payload("block", "");
   ASSERT_TRUE(id);
   ASSERT_TRUE(running.pass());
   auto t0 = std::chrono::steady_clock::now();
-  w.stop(200ms);
+  w->stop(200ms);
   auto took = std::chrono::steady_clock::now() - t0;
   release.open();
   EXPECT_LT(took, 200ms + test::slack(2s));
