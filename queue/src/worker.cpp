@@ -27,9 +27,9 @@
 
 namespace actorbus::queue::internal {
 
-/// One delivery of a task, shared by the reading thread and a handler actor.
-/// (`give_up_on` copies the delivery's fields one by one: keep it in step.)
-struct job {
+/// One delivery of a task as the reading thread knows it; a handler actor
+/// only reads it.
+struct delivery {
   std::string entry;
   int stream = 1;
   std::string id;
@@ -46,12 +46,20 @@ struct job {
   size_t actor = 0;
   caf::actor_id actor_id = 0;
   bool abandoned = false;
-  // Outcome.
+};
+
+/// What running a delivery came to, written by the handler actor that ran
+/// it (or by the reading thread, for a copy of a delivery it gave up on).
+struct outcome {
   std::string kind; // ok, retry, dead
   std::string text;
   int64_t delay_ms = 0;
   std::vector<std::vector<std::string>> effects;
 };
+
+/// One delivery of a task and its outcome, shared by the reading thread and
+/// a handler actor.
+struct job : delivery, outcome {};
 
 using job_ptr = std::shared_ptr<job>;
 
@@ -547,22 +555,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   void give_up_on(job& j, std::string reason) {
     j.abandoned = true;
     auto f = std::make_shared<job>();
-    f->entry = j.entry;
-    f->stream = j.stream;
-    f->id = j.id;
-    f->name = j.name;
-    f->payload = j.payload;
-    f->key = j.key;
-    f->options = j.options;
-    f->attempt = j.attempt;
-    f->max_attempts = j.max_attempts;
-    f->backoff_ms = j.backoff_ms;
-    f->backoff_max_ms = j.backoff_max_ms;
-    f->timeout_ms = j.timeout_ms;
-    f->started = j.started;
-    f->actor = j.actor;
-    f->actor_id = j.actor_id;
-    f->abandoned = true;
+    static_cast<internal::delivery&>(*f) = j;
     fail(*f, std::move(reason), false);
     to_finish.push_back(std::move(f));
   }
@@ -680,6 +673,13 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   /// The longest a read blocks in Redis.
   static constexpr milliseconds read_block_max{100};
+
+  /// How many more entries a read may take: the batch size less the tasks
+  /// running or waiting to run.
+  size_t room_left() const {
+    auto busy = inflight.size() + to_run.size();
+    return busy < cfg.batch_size ? cfg.batch_size - busy : size_t{0};
+  }
 
   /// Waits end by the next sweep, so that reclaiming is never late.
   milliseconds until_sweep(milliseconds most) const {
@@ -822,9 +822,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       inflight.erase(j->entry);
       to_finish.push_back(j);
     }
-    auto busy = inflight.size() + to_run.size();
-    auto fetched =
-        exchange(busy < cfg.batch_size ? cfg.batch_size - busy : size_t{0});
+    auto fetched = exchange(room_left());
     if (fetched)
       dispatch(); // To itself: runs once this handler returns.
     else
@@ -889,8 +887,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         if (to_run.size() > before)
           dispatch();
       }
-      auto busy = inflight.size() + to_run.size();
-      auto room = busy < cfg.batch_size ? cfg.batch_size - busy : size_t{0};
+      auto room = room_left();
       bool read = taking && room > 0;
       if (!read && to_finish.empty()) {
         dispatch();
