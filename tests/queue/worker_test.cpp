@@ -62,6 +62,16 @@ protected:
         });
   }
 
+  /// Makes and starts `sut` with `cfg`, runs one task on it, and returns
+  /// the handler actor that ran it.
+  caf::actor started_handler() {
+    make_sut();
+    EXPECT_FALSE(sut->start());
+    EXPECT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
+              task_status::succeeded);
+    return handler("handler-0");
+  }
+
   void TearDown() override {
     if (sut)
       sut->stop();
@@ -562,11 +572,7 @@ TEST_F(worker_test, a_waiting_client_times_out_on_a_task_nobody_runs) {
 TEST_F(worker_test,
        a_killed_handler_actor_is_restarted_by_its_supervisor_and_work_goes_on) {
   cfg.concurrency = 1;
-  make_sut();
-  ASSERT_FALSE(sut->start());
-  ASSERT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
-            task_status::succeeded);
-  auto first = handler("handler-0");
+  auto first = started_handler();
   ASSERT_TRUE(first);
   caf::anon_send_exit(first, caf::exit_reason::kill);
   // The task waits for the restarted actor, then runs on it.
@@ -697,11 +703,7 @@ TEST_F(worker_test,
   cfg.batch_size = 8;
   cfg.handler_restart_backoff = 1s;
   cfg.handler_restart_backoff_max = 1s;
-  make_sut();
-  ASSERT_FALSE(sut->start());
-  ASSERT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
-            task_status::succeeded);
-  auto first = handler("handler-0");
+  auto first = started_handler();
   ASSERT_TRUE(first);
   auto wall0 = std::chrono::steady_clock::now();
   auto cpu0 = process_cpu_time();
