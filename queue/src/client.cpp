@@ -99,32 +99,52 @@ struct client::impl {
     return fmt::format("{}-{:x}", prefix, ++counter);
   }
 
-  caf::expected<std::vector<std::string>>
-  enqueue_args(std::string_view name, const std::string& payload,
-               const task_options& opts, std::string& id) {
+  /// What enqueue_lua and enqueue_many_lua take besides the id and the
+  /// payload, checked.
+  struct enqueue_fields {
+    std::string name;
+    std::string options;
+    std::string key;
+    int prio = 1;
+    int64_t delay_ms = 0;
+  };
+
+  caf::expected<enqueue_fields> fields_of(std::string_view name,
+                                          const task_options& opts) {
     if (name.empty())
       return caf::make_error(caf::sec::invalid_argument,
                              "queue: empty task name");
     if (opts.max_attempts == 0)
       return caf::make_error(caf::sec::invalid_argument,
                              "queue: max_attempts must be at least 1");
+    auto prio = static_cast<int>(opts.level);
+    if (prio < 0 || prio > 2)
+      return caf::make_error(caf::sec::invalid_argument,
+                             "queue: unknown priority");
     auto delay = opts.delay.count();
     if (opts.run_at)
       delay = std::chrono::duration_cast<std::chrono::milliseconds>(
                   *opts.run_at - std::chrono::system_clock::now())
                   .count();
-    delay = std::max<int64_t>(delay, 0);
+    return enqueue_fields{
+        std::string{name},
+        fmt::format("{} {} {} {}", opts.max_attempts, opts.backoff.count(),
+                    opts.backoff_max.count(), opts.timeout.count()),
+        opts.idempotency_key, prio, std::max<int64_t>(delay, 0)};
+  }
+
+  caf::expected<std::vector<std::string>>
+  enqueue_args(std::string_view name, const std::string& payload,
+               const task_options& opts, std::string& id) {
+    auto f = fields_of(name, opts);
+    if (!f)
+      return std::move(f.error());
     id = next_id();
-    auto prio = static_cast<int>(opts.level);
-    if (prio < 0 || prio > 2)
-      return caf::make_error(caf::sec::invalid_argument,
-                             "queue: unknown priority");
-    return conn.eval(
-        internal::script::enqueue, {k.task(id), k.streams[prio], k.delayed},
-        {id, std::string{name}, payload,
-         fmt::format("{} {} {} {}", opts.max_attempts, opts.backoff.count(),
-                     opts.backoff_max.count(), opts.timeout.count()),
-         opts.idempotency_key, std::to_string(prio), std::to_string(delay)});
+    return conn.eval(internal::script::enqueue,
+                     {k.task(id), k.streams[f->prio], k.delayed},
+                     {id, std::move(f->name), payload, std::move(f->options),
+                      std::move(f->key), std::to_string(f->prio),
+                      std::to_string(f->delay_ms)});
   }
 
   /// Appends a BLPOP on the task's wake-up list (the finish script pushes
@@ -268,6 +288,9 @@ caf::expected<std::vector<std::string>>
 client::enqueue_many(std::string_view name,
                      const std::vector<std::string>& payloads,
                      const task_options& opts) {
+  auto f = impl_->fields_of(name, opts);
+  if (!f)
+    return std::move(f.error());
   std::vector<std::string> ids;
   ids.reserve(payloads.size());
   // One script call per 256 tasks, up to 16 calls in flight at once.
@@ -277,16 +300,16 @@ client::enqueue_many(std::string_view name,
     auto last = std::min(payloads.size(), first + per_round);
     std::vector<std::vector<std::string>> cmds;
     for (auto i = first; i < last; i += per_call) {
-      std::vector<std::string> argv{impl_->cfg.name_space};
-      for (auto j = i; j < std::min(last, i + per_call); ++j) {
-        std::string id;
-        auto args = impl_->enqueue_args(name, payloads[j], opts, id);
-        if (!args)
-          return std::move(args.error());
-        // EVALSHA sha 3 key key key, then the 7 ARGV.
-        argv.insert(argv.end(), std::make_move_iterator(args->begin() + 6),
-                    std::make_move_iterator(args->end()));
-        ids.push_back(std::move(id));
+      auto end = std::min(last, i + per_call);
+      std::vector<std::string> argv{impl_->cfg.name_space, f->name,
+                                    f->options,            f->key,
+                                    std::to_string(f->prio),
+                                    std::to_string(f->delay_ms)};
+      argv.reserve(argv.size() + 2 * (end - i));
+      for (auto j = i; j < end; ++j) {
+        ids.push_back(impl_->next_id());
+        argv.push_back(ids.back());
+        argv.push_back(payloads[j]);
       }
       cmds.push_back(impl_->conn.eval(internal::script::enqueue_many, {},
                                       std::move(argv)));

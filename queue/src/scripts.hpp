@@ -39,32 +39,35 @@ redis.call('HSET', KEYS[1], 'n', ARGV[2], 'a', '1', 'pr', ARGV[6],
 return e
 )lua";
 
-// ARGV: ns, then per task the 7 ARGV of enqueue_lua (id first); KEYS
-// unused (standalone Redis). Enqueues many tasks in one call.
+// ARGV: ns, name, options, key, prio, delay_ms (as for enqueue_lua, shared
+// by the whole batch), then id and payload per task; KEYS unused
+// (standalone Redis). Enqueues many tasks in one call. Shared fields go
+// once: Redis parses every argument and Lua interns each as a string, so 2
+// per task instead of 7 take less of Redis's time per task.
 inline constexpr const char* enqueue_many_lua = R"lua(
-local ns = ARGV[1]
-local now = nil
-for i = 2, #ARGV, 7 do
-  local id, name, p, o, k, pr = ARGV[i], ARGV[i + 1], ARGV[i + 2],
-    ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local d = tonumber(ARGV[i + 6])
-  local h = ns .. ':t:' .. id
-  if d > 0 then
-    if not now then
-      local t = redis.call('TIME')
-      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
-    redis.call('HSET', h, 'n', name, 'p', p, 'a', '1', 'o', o, 'k', k,
-      'pr', pr, 's', 'scheduled')
-    redis.call('ZADD', ns .. ':delayed', now + d, id)
-  else
-    local e = redis.call('XADD', ns .. ':q:' .. pr, '*', 'id', id, 'n', name,
-      'p', p, 'a', '1', 'k', k, 'o', o)
-    redis.call('HSET', h, 'n', name, 'a', '1', 'pr', pr, 's', 'queued',
-      'e', e)
+local ns, name, o, k, pr = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local d = tonumber(ARGV[6])
+if d > 0 then
+  local t = redis.call('TIME')
+  local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + d
+  local delayed = ns .. ':delayed'
+  for i = 7, #ARGV, 2 do
+    local id = ARGV[i]
+    redis.call('HSET', ns .. ':t:' .. id, 'n', name, 'p', ARGV[i + 1],
+      'a', '1', 'o', o, 'k', k, 'pr', pr, 's', 'scheduled')
+    redis.call('ZADD', delayed, due, id)
+  end
+else
+  local s = ns .. ':q:' .. pr
+  for i = 7, #ARGV, 2 do
+    local id = ARGV[i]
+    local e = redis.call('XADD', s, '*', 'id', id, 'n', name,
+      'p', ARGV[i + 1], 'a', '1', 'k', k, 'o', o)
+    redis.call('HSET', ns .. ':t:' .. id, 'n', name, 'a', '1', 'pr', pr,
+      's', 'queued', 'e', e)
   end
 end
-return (#ARGV - 1) / 7
+return (#ARGV - 6) / 2
 )lua";
 
 // A Lua prelude of promote_lua and backlog_lua: the consumer groups of

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <mutex>
 #include <sys/resource.h>
 #include <thread>
@@ -401,6 +402,68 @@ TEST_F(worker_test, high_priority_tasks_run_before_low_priority_ones) {
   ASSERT_EQ(order.size(), 10u);
   for (size_t i = 0; i < 5; ++i)
     EXPECT_EQ(order[i], "high") << i;
+}
+
+TEST_F(worker_test, a_batch_enqueued_at_once_keeps_its_payloads_and_options) {
+  std::mutex mtx;
+  std::vector<std::string> order;
+  std::map<std::string, std::chrono::steady_clock::time_point> ran_at;
+  cfg.concurrency = 1;
+  sut = std::make_unique<worker>(rt, cfg);
+  sut->handle(
+      "log",
+      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
+        std::lock_guard<std::mutex> guard{mtx};
+        order.emplace_back(p);
+        ran_at[std::string{p}] = std::chrono::steady_clock::now();
+        return std::string{p};
+      });
+  sut->handle("fail", [](task_context&, std::string_view) {
+    return caf::expected<std::string>{
+        caf::make_error(caf::sec::runtime_error, "always fails")};
+  });
+  task_options low;
+  low.level = priority::low;
+  task_options high;
+  high.level = priority::high;
+  task_options later = high;
+  later.delay = 300ms;
+  task_options twice;
+  twice.max_attempts = 2;
+  twice.backoff = 1ms;
+  auto lows = producer->enqueue_many("log", {"low-0", "low-1", "low-2"}, low);
+  auto highs =
+      producer->enqueue_many("log", {"high-0", "high-1", "high-2"}, high);
+  auto enqueued = std::chrono::steady_clock::now();
+  auto laters = producer->enqueue_many("log", {"later-0", "later-1"}, later);
+  auto failing = producer->enqueue_many("fail", {"x", "y"}, twice);
+  ASSERT_TRUE(lows && highs && laters && failing);
+  EXPECT_EQ(producer->status(laters->front())->status,
+            task_status::scheduled);
+  ASSERT_FALSE(sut->start());
+  std::vector<std::pair<std::string, std::string>> expect;
+  for (size_t i = 0; i < 3; ++i) {
+    expect.emplace_back((*lows)[i], "low-" + std::to_string(i));
+    expect.emplace_back((*highs)[i], "high-" + std::to_string(i));
+  }
+  for (size_t i = 0; i < 2; ++i)
+    expect.emplace_back((*laters)[i], "later-" + std::to_string(i));
+  for (auto& [id, payload] : expect) {
+    auto info = wait_for(id);
+    EXPECT_EQ(info.status, task_status::succeeded) << payload;
+    EXPECT_EQ(info.result, payload);
+  }
+  for (auto& id : *failing) {
+    auto info = wait_for(id);
+    EXPECT_EQ(info.status, task_status::dead);
+    EXPECT_EQ(info.attempt, 2u);
+  }
+  std::lock_guard<std::mutex> guard{mtx};
+  ASSERT_GE(order.size(), 3u);
+  EXPECT_EQ(std::vector<std::string>(order.begin(), order.begin() + 3),
+            (std::vector<std::string>{"high-0", "high-1", "high-2"}));
+  for (auto name : {"later-0", "later-1"})
+    EXPECT_GE(ran_at[name], enqueued + 300ms) << name;
 }
 
 TEST_F(worker_test,

@@ -118,8 +118,9 @@ public:
     return enqueue_payload(name, encode(xs...), opts);
   }
 
-  /// Enqueues many tasks of one name in one pipelined round trip (all or
-  /// nothing per task). Returns their ids in order.
+  /// Enqueues many tasks of one name and options (a `run_at` becomes one
+  /// delay for the whole batch) in one pipelined round trip (all or nothing
+  /// per task). Returns their ids in order.
   caf::expected<std::vector<std::string>>
   enqueue_many(std::string_view name, const std::vector<std::string>& payloads,
                const task_options& opts = {});
