@@ -281,6 +281,11 @@ caf::expected<reply_ptr> connection::next_reply() {
   return reply_ptr{static_cast<redisReply*>(raw)};
 }
 
+bool connection::input_buffered() const noexcept {
+  return ctx_ != nullptr && ctx_->reader != nullptr &&
+         ctx_->reader->pos < ctx_->reader->len;
+}
+
 caf::expected<reply_ptr> connection::run(const std::vector<std::string>& args) {
   if (ctx_ == nullptr)
     return caf::make_error(caf::sec::cannot_connect_to_node,

@@ -93,6 +93,10 @@ public:
   /// Flushes appended commands to the socket.
   caf::error flush();
 
+  /// Whether input beyond the replies taken so far has arrived already
+  /// (without reading the socket).
+  bool input_buffered() const noexcept;
+
   /// EVALSHA args for `s` (to append or run).
   std::vector<std::string> eval(script s, std::vector<std::string> keys,
                                 std::vector<std::string> argv) const;

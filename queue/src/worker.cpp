@@ -307,6 +307,14 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   bool lost = false;
   std::unordered_map<std::string, job_ptr> inflight;
   std::vector<job_ptr> to_finish;
+  // Whether `exchange` may skip an acknowledgement's reply (until Redis
+  // refuses CLIENT REPLY); how many more lone acknowledgements skip it
+  // before one takes its reply again to see whether reads still block; and
+  // whether the next one must take its reply (it is sent again after a
+  // quiet one was not applied, and its error is to be seen).
+  bool quiet_acks = true;
+  int quiet_left = 0;
+  bool loud_ack = false;
   // Read or reclaimed, not yet handed to a handler actor.
   std::vector<job_ptr> to_run;
 
@@ -688,15 +696,48 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     return std::clamp(left, milliseconds{1}, most);
   }
 
+  /// Counts the records of `to_finish` (Redis took them) and clears it.
+  void count_finished() {
+    for (auto& j : to_finish) {
+      if (j->kind == "ok")
+        ++succeeded;
+      else if (j->kind == "retry")
+        ++retried;
+      else
+        ++dead_lettered;
+    }
+    to_finish.clear();
+  }
+
   /// Sends the acknowledgements of `to_finish` (if any) and a read of at
   /// most `room` entries (if `room` > 0; blocking while nothing runs) in one
   /// round trip, then takes both replies. Returns the number of entries
   /// read, or an error once the connection is lost.
+  ///
+  /// Quiet acknowledgement: when one task is acknowledged and the read
+  /// blocks, the acknowledgement's reply comes at once and the read's only
+  /// when a task arrives, two wake-ups of this thread per task (with two
+  /// workers sharing a stream one at a time, every read blocks). When the
+  /// last acknowledgement showed that, the next 32 are quiet: Redis is
+  /// told to skip the acknowledgement's reply (CLIENT REPLY SKIP), and an
+  /// XPENDING of the acknowledged entry follows the read: Redis runs it
+  /// once the read returns, so both replies come in one write. An entry
+  /// still pending means the acknowledgement failed (a script error, out
+  /// of memory): it is logged and sent again with its reply, so that the
+  /// error shows and is handled as any other.
   caf::expected<size_t> exchange(size_t room) {
     bool finish = !to_finish.empty();
     // A blocking read may follow the acknowledgements in the same round
     // trip: their reply comes at once, the read's when a task arrives.
     bool may_block = inflight.empty() && to_run.empty();
+    bool lone = finish && may_block && room > 0 && to_finish.size() == 1;
+    bool quiet = lone && quiet_acks && !loud_ack && quiet_left > 0;
+    if (quiet)
+      --quiet_left;
+    if (finish)
+      loud_ack = false;
+    if (quiet)
+      conn->append({"CLIENT", "REPLY", "SKIP"});
     if (finish)
       conn->append(finish_command(*conn));
     if (room > 0) {
@@ -713,10 +754,16 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         cmd.emplace_back(">");
       conn->append(cmd);
     }
+    if (quiet) {
+      auto& j = *to_finish.front();
+      conn->append({"XPENDING", k.streams[j.stream], internal::group_name,
+                    j.entry, j.entry, "1"});
+    }
     if (auto err = conn->flush())
       return err;
-    if (finish) {
+    if (finish)
       call_hook(fault_point::after_effect);
+    if (finish && !quiet) {
       auto r = conn->next_reply();
       if (!r)
         return std::move(r.error()); // to_finish stays; sent again later.
@@ -727,16 +774,15 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         conn->drop();
         return caf::make_error(caf::sec::runtime_error, "ack failed");
       }
-      for (auto& j : to_finish) {
-        if (j->kind == "ok")
-          ++succeeded;
-        else if (j->kind == "retry")
-          ++retried;
-        else
-          ++dead_lettered;
-      }
-      to_finish.clear();
+      count_finished();
       call_hook(fault_point::after_ack);
+      // The read's reply did not come with the acknowledgement's: the read
+      // blocks (as when workers share the stream), and this thread woke
+      // twice. Skip the next acknowledgements' replies; with a worker that
+      // always finds its next task waiting there is nothing to gain, and
+      // the check would cost Redis two commands per task.
+      if (lone && !conn->input_buffered())
+        quiet_left = 32;
     }
     if (room == 0)
       return size_t{0};
@@ -744,11 +790,44 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     if (!r)
       return std::move(r.error());
     if ((*r)->type == REDIS_REPLY_ERROR) {
-      // NOGROUP after Redis lost its data: reconnecting recreates it.
-      runtime::log(runtime::log_level::warning, "queue worker: read failed: {}",
-                   internal::render(r->get()));
+      if (quiet) {
+        // Maybe CLIENT REPLY refused (a proxy, an ACL): its error took the
+        // read's place. Acknowledge with replies from now on.
+        quiet_acks = false;
+        runtime::log(runtime::log_level::warning,
+                     "queue worker: quiet acknowledgement failed ({}); "
+                     "acknowledging with replies",
+                     internal::render(r->get()));
+      } else {
+        // NOGROUP after Redis lost its data: reconnecting recreates it.
+        runtime::log(runtime::log_level::warning,
+                     "queue worker: read failed: {}",
+                     internal::render(r->get()));
+      }
       conn->drop();
       return caf::make_error(caf::sec::runtime_error, "read failed");
+    }
+    if (quiet) {
+      auto p = conn->next_reply();
+      if (!p)
+        return std::move(p.error()); // to_finish stays; sent again later.
+      if ((*p)->type != REDIS_REPLY_ARRAY) {
+        runtime::log(runtime::log_level::warning,
+                     "queue worker: acknowledgement check failed: {}",
+                     internal::render(p->get()));
+        conn->drop();
+        return caf::make_error(caf::sec::runtime_error, "ack check failed");
+      }
+      if ((*p)->elements == 0) {
+        count_finished();
+        call_hook(fault_point::after_ack);
+      } else {
+        runtime::log(runtime::log_level::warning,
+                     "queue worker: acknowledgement of {} not applied; "
+                     "sending it again",
+                     to_finish.front()->id);
+        loud_ack = true;
+      }
     }
     auto before = to_run.size();
     auto fetched = parse_read(r->get());

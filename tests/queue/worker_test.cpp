@@ -404,6 +404,63 @@ TEST_F(worker_test, high_priority_tasks_run_before_low_priority_ones) {
     EXPECT_EQ(order[i], "high") << i;
 }
 
+TEST_F(worker_test,
+       an_acknowledgement_redis_refuses_is_sent_again_and_the_task_runs_once) {
+  // The worker skips the reply of a lone acknowledgement and checks it with
+  // the next read; Redis without the queue's scripts refuses it.
+  std::atomic<int> runs{0};
+  auto release = std::make_shared<test::gate>();
+  auto running = std::make_shared<test::gate>();
+  sut->handle("once",
+              [&runs, running, release](task_context&, std::string_view)
+                  -> caf::expected<std::string> {
+                ++runs;
+                running->open();
+                if (!release->pass())
+                  return caf::make_error(caf::sec::runtime_error, "stuck");
+                return std::string{"done"};
+              });
+  ASSERT_FALSE(sut->start());
+  // A first task: its acknowledgement's reply comes before its next read's
+  // (that read waits), so the worker skips the next one's.
+  EXPECT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
+            task_status::succeeded);
+  auto id = producer->enqueue_payload("once", "");
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(running->pass());
+  ASSERT_TRUE(producer->command({"SCRIPT", "FLUSH"}));
+  release->open();
+  // The refused acknowledgement costs the worker its connection (the retry
+  // shows Redis's error); reconnecting loads the scripts again.
+  EXPECT_GE(reaches([&] { return sut->stats().reconnects; }, 1), 1u);
+  auto waiter = client::connect(cfg);
+  ASSERT_TRUE(waiter);
+  auto info = waiter->wait(*id, 10s);
+  ASSERT_TRUE(info) << to_string(info.error());
+  EXPECT_EQ(info->status, task_status::succeeded);
+  EXPECT_EQ(info->result, "done");
+  EXPECT_EQ(reaches([&] { return sut->stats().succeeded; }, 2), 2u);
+  EXPECT_EQ(runs.load(), 1);
+}
+
+TEST_F(worker_test,
+       behind_a_redis_that_refuses_client_reply_acknowledgements_keep_replies) {
+  ASSERT_FALSE(sut->start());
+  EXPECT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
+            task_status::succeeded);
+  // As behind an ACL that leaves CLIENT out: the next acknowledgement's
+  // CLIENT REPLY SKIP fails.
+  ASSERT_TRUE(producer->command({"ACL", "SETUSER", "default", "-client"}));
+  for (int i = 0; i < 3; ++i) {
+    auto info = wait_for(*producer->enqueue("add", {}, i, 10));
+    EXPECT_EQ(info.status, task_status::succeeded);
+    EXPECT_EQ(std::get<0>(*decode<int>(info.result)), i + 10);
+  }
+  EXPECT_EQ(reaches([&] { return sut->stats().succeeded; }, 4), 4u);
+  // One connection lost to the refusal; the worker then stops asking.
+  EXPECT_EQ(sut->stats().reconnects, 1u);
+}
+
 TEST_F(worker_test, a_batch_enqueued_at_once_keeps_its_payloads_and_options) {
   std::mutex mtx;
   std::vector<std::string> order;
@@ -438,8 +495,7 @@ TEST_F(worker_test, a_batch_enqueued_at_once_keeps_its_payloads_and_options) {
   auto laters = producer->enqueue_many("log", {"later-0", "later-1"}, later);
   auto failing = producer->enqueue_many("fail", {"x", "y"}, twice);
   ASSERT_TRUE(lows && highs && laters && failing);
-  EXPECT_EQ(producer->status(laters->front())->status,
-            task_status::scheduled);
+  EXPECT_EQ(producer->status(laters->front())->status, task_status::scheduled);
   ASSERT_FALSE(sut->start());
   std::vector<std::pair<std::string, std::string>> expect;
   for (size_t i = 0; i < 3; ++i) {
