@@ -301,8 +301,10 @@ client::enqueue_many(std::string_view name,
     std::vector<std::vector<std::string>> cmds;
     for (auto i = first; i < last; i += per_call) {
       auto end = std::min(last, i + per_call);
-      std::vector<std::string> argv{impl_->cfg.name_space, f->name,
-                                    f->options,            f->key,
+      std::vector<std::string> argv{impl_->cfg.name_space,
+                                    f->name,
+                                    f->options,
+                                    f->key,
                                     std::to_string(f->prio),
                                     std::to_string(f->delay_ms)};
       argv.reserve(argv.size() + 2 * (end - i));
