@@ -160,7 +160,7 @@ BENCHMARK(BM_pool_tasks)
 BENCHMARK(BM_pool_speedup)
     ->Name("process_pool_speedup/actorbus_process_pool")
     ->Arg(32)
-    ->Iterations(9)
+    ->Iterations(15)
     ->UseRealTime();
 BENCHMARK(BM_pool_speedup)
     ->Name("process_pool_speedup_8_tasks/actorbus_process_pool")
