@@ -108,8 +108,9 @@ struct channel::impl {
   uint64_t cached_tail = 0;
   uint64_t cached_head = 0;
   // When a wait next asks /proc whether the other process lives (see
-  // wait_until).
-  clock_type::time_point next_probe{};
+  // wait_until): one per direction, as one thread may send while another
+  // receives.
+  clock_type::time_point next_probe[2]{};
 
   int out_ring() const {
     return owner ? 0 : 1;
@@ -157,7 +158,8 @@ struct channel::impl {
   // most once per liveness interval; the close flag is read every time. A
   // waiter still learns of a death within the interval, as its futex sleep
   // ends at the next probe.
-  caf::error check_other_side_at_most_every_interval() {
+  caf::error
+  check_other_side_at_most_every_interval(clock_type::time_point& next_probe) {
     auto now = clock_type::now();
     if (now < next_probe) {
       if (other_closed().load(std::memory_order_acquire) != 0)
@@ -203,7 +205,8 @@ struct channel::impl {
   template <class Ready>
   caf::error wait_until(std::atomic<uint32_t>& seq,
                         std::atomic<uint32_t>& waiting, Ready ready,
-                        clock_type::time_point deadline, bool fail_on_close) {
+                        clock_type::time_point deadline, bool fail_on_close,
+                        clock_type::time_point& next_probe) {
     // A short spin catches a peer that answers within a microsecond; then
     // yielding lets a peer that shares this core run (cores are often
     // oversubscribed); only then sleep on the futex.
@@ -225,7 +228,7 @@ struct channel::impl {
         waiting.store(0, std::memory_order_relaxed);
         return caf::none;
       }
-      if (auto err = check_other_side_at_most_every_interval()) {
+      if (auto err = check_other_side_at_most_every_interval(next_probe)) {
         waiting.store(0, std::memory_order_relaxed);
         if (fail_on_close || err != errc::peer_closed)
           return err;
@@ -401,7 +404,7 @@ caf::error channel::send(std::span<const std::byte> frame,
   if (!has_space()) {
     auto deadline = clock_type::now() + timeout;
     if (auto err = d.wait_until(rc.space_seq, rc.writer_waiting, has_space,
-                                deadline, true))
+                                deadline, true, d.next_probe[0]))
       return err;
   }
   auto len = static_cast<uint32_t>(frame.size());
@@ -431,7 +434,7 @@ caf::error channel::receive(std::vector<std::byte>& out, timeout_type timeout) {
   if (!has_data()) {
     auto deadline = clock_type::now() + timeout;
     if (auto err = d.wait_until(rc.data_seq, rc.reader_waiting, has_data,
-                                deadline, false))
+                                deadline, false, d.next_probe[1]))
       return err;
   }
   auto avail = d.cached_head - tail;
