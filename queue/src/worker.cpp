@@ -696,17 +696,33 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     return std::clamp(left, milliseconds{1}, most);
   }
 
-  /// Counts the records of `to_finish` (Redis took them) and clears it.
-  void count_finished() {
-    for (auto& j : to_finish) {
-      if (j->kind == "ok")
+  /// Counts the first `n` records of `to_finish` (Redis took them) and
+  /// removes them; records a read added behind them stay.
+  void count_finished(size_t n) {
+    n = std::min(n, to_finish.size());
+    for (size_t i = 0; i < n; ++i) {
+      auto& kind = to_finish[i]->kind;
+      if (kind == "ok")
         ++succeeded;
-      else if (j->kind == "retry")
+      else if (kind == "retry")
         ++retried;
       else
         ++dead_lettered;
     }
-    to_finish.clear();
+    to_finish.erase(to_finish.begin(),
+                    to_finish.begin() + static_cast<ptrdiff_t>(n));
+  }
+
+  /// After an error reply to the acknowledgements, takes the read's reply
+  /// queued behind them, if any, so that the tasks it delivered to this
+  /// worker still run (left alone they would wait for a reclaim, which
+  /// counts as one more delivery), before the connection is dropped.
+  void take_read_behind(size_t room) {
+    if (room == 0)
+      return;
+    auto r = conn->next_reply();
+    if (r && (*r)->type == REDIS_REPLY_ARRAY)
+      parse_read(r->get());
   }
 
   /// Sends the acknowledgements of `to_finish` (if any) and a read of at
@@ -730,7 +746,11 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     // A blocking read may follow the acknowledgements in the same round
     // trip: their reply comes at once, the read's when a task arrives.
     bool may_block = inflight.empty() && to_run.empty();
-    bool lone = finish && may_block && room > 0 && to_finish.size() == 1;
+    // Not quiet for a task with effects: a failing effect fails its finish
+    // script after the XACK, and only the script's reply tells.
+    bool lone = finish && may_block && room > 0 && to_finish.size() == 1 &&
+                to_finish.front()->effects.empty();
+    auto sent = to_finish.size();
     bool quiet = lone && quiet_acks && !loud_ack && quiet_left > 0;
     if (quiet)
       --quiet_left;
@@ -771,10 +791,11 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         runtime::log(runtime::log_level::warning,
                      "queue worker: acknowledgement failed: {}",
                      internal::render(r->get()));
+        take_read_behind(room);
         conn->drop();
         return caf::make_error(caf::sec::runtime_error, "ack failed");
       }
-      count_finished();
+      count_finished(sent);
       call_hook(fault_point::after_ack);
       // The read's reply did not come with the acknowledgement's: the read
       // blocks (as when workers share the stream), and this thread woke
@@ -789,37 +810,66 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     auto r = conn->next_reply();
     if (!r)
       return std::move(r.error());
-    if ((*r)->type == REDIS_REPLY_ERROR) {
-      if (quiet) {
-        // Maybe CLIENT REPLY refused (a proxy, an ACL): its error took the
-        // read's place. Acknowledge with replies from now on.
-        quiet_acks = false;
-        runtime::log(runtime::log_level::warning,
-                     "queue worker: quiet acknowledgement failed ({}); "
-                     "acknowledging with replies",
-                     internal::render(r->get()));
-      } else {
-        // NOGROUP after Redis lost its data: reconnecting recreates it.
+    bool check = quiet; // the XPENDING's reply is still to take
+    if (quiet && (*r)->type == REDIS_REPLY_ERROR) {
+      // Either CLIENT REPLY was refused (an ACL, a proxy): its error came
+      // first, and the finish script's reply (always an integer), the
+      // read's and the check's follow. Or the read failed: only the check's
+      // reply (an array) follows.
+      auto a = conn->next_reply();
+      if (!a)
+        return std::move(a.error()); // to_finish stays; sent again later.
+      if ((*a)->type != REDIS_REPLY_INTEGER) {
+        // The read failed (quiet mode is not to blame), or both failed.
+        quiet_acks = (*a)->type == REDIS_REPLY_ARRAY;
         runtime::log(runtime::log_level::warning,
                      "queue worker: read failed: {}",
                      internal::render(r->get()));
+        conn->drop();
+        return caf::make_error(caf::sec::runtime_error, "read failed");
       }
+      quiet_acks = false;
+      quiet = false;
+      runtime::log(runtime::log_level::warning,
+                   "queue worker: CLIENT REPLY refused ({}); acknowledging "
+                   "with replies",
+                   internal::render(r->get()));
+      count_finished(sent);
+      call_hook(fault_point::after_ack);
+      r = conn->next_reply();
+      if (!r)
+        return std::move(r.error());
+    }
+    if ((*r)->type == REDIS_REPLY_ERROR) {
+      // NOGROUP after Redis lost its data: reconnecting recreates it.
+      runtime::log(runtime::log_level::warning, "queue worker: read failed: {}",
+                   internal::render(r->get()));
       conn->drop();
       return caf::make_error(caf::sec::runtime_error, "read failed");
     }
-    if (quiet) {
+    // The read's tasks are taken before the check's reply: should that
+    // fail, they still run (after the reconnect), as they are this
+    // worker's now.
+    auto before = to_run.size();
+    auto fetched = parse_read(r->get());
+    if (check) {
       auto p = conn->next_reply();
       if (!p)
         return std::move(p.error()); // to_finish stays; sent again later.
       if ((*p)->type != REDIS_REPLY_ARRAY) {
+        // Out of step (a proxy answering CLIENT REPLY without skipping) or
+        // XPENDING refused: acknowledge with replies from now on.
+        quiet_acks = false;
         runtime::log(runtime::log_level::warning,
                      "queue worker: acknowledgement check failed: {}",
                      internal::render(p->get()));
         conn->drop();
         return caf::make_error(caf::sec::runtime_error, "ack check failed");
       }
-      if ((*p)->elements == 0) {
-        count_finished();
+      if (!quiet) {
+        // CLIENT REPLY refused: the finish script's reply counted above.
+      } else if ((*p)->elements == 0) {
+        count_finished(sent);
         call_hook(fault_point::after_ack);
       } else {
         runtime::log(runtime::log_level::warning,
@@ -829,8 +879,6 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         loud_ack = true;
       }
     }
-    auto before = to_run.size();
-    auto fetched = parse_read(r->get());
     if (to_run.size() > before || !to_finish.empty())
       call_hook(fault_point::before_handle);
     return fetched;

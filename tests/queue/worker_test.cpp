@@ -134,6 +134,48 @@ protected:
     ASSERT_TRUE(running->pass());
   }
 
+  /// Starts `sut` taking one task at a time, with tasks "add", "hold"
+  /// (runs until `release` opens; `held_running` opens when it starts) and
+  /// "once" (counts its runs in `runs`).
+  void start_hold_and_once(std::atomic<int>& runs,
+                           std::shared_ptr<test::gate> release) {
+    cfg.concurrency = 1;
+    cfg.batch_size = 1;
+    make_sut();
+    held_running = std::make_shared<test::gate>();
+    sut->handle("hold",
+                [running = held_running,
+                 release](task_context&,
+                          std::string_view) -> caf::expected<std::string> {
+                  running->open();
+                  if (!release->pass())
+                    return caf::make_error(caf::sec::runtime_error, "stuck");
+                  return std::string{"held"};
+                });
+    sut->handle(
+        "once",
+        [&runs](task_context&, std::string_view) -> caf::expected<std::string> {
+          ++runs;
+          return std::string{"done"};
+        });
+    ASSERT_FALSE(sut->start());
+  }
+
+  /// Enqueues "hold", waits until it runs (nothing more is read while it
+  /// does), then enqueues "once" with a single attempt: it waits in the
+  /// stream for the read sent with hold's acknowledgement. Their ids.
+  std::pair<caf::expected<std::string>, caf::expected<std::string>>
+  hold_then_enqueue_once() {
+    auto held = producer->enqueue_payload("hold", "");
+    if (!held || !held_running->pass())
+      return {std::move(held), caf::make_error(caf::sec::runtime_error)};
+    task_options one;
+    one.max_attempts = 1;
+    return {std::move(held), producer->enqueue_payload("once", "", one)};
+  }
+
+  std::shared_ptr<test::gate> held_running;
+
   /// Stops `sut` with `deadline` while a task is stuck: the stop keeps its
   /// deadline, and the reading thread sleeps between its looks at the task
   /// rather than spin (a spinning thread burns about one core throughout).
@@ -457,8 +499,48 @@ TEST_F(worker_test,
     EXPECT_EQ(std::get<0>(*decode<int>(info.result)), i + 10);
   }
   EXPECT_EQ(reaches([&] { return sut->stats().succeeded; }, 4), 4u);
-  // One connection lost to the refusal; the worker then stops asking.
-  EXPECT_EQ(sut->stats().reconnects, 1u);
+  // The refusal is read as such (the connection stays), and the worker
+  // stops asking.
+  EXPECT_EQ(sut->stats().reconnects, 0u);
+}
+
+TEST_F(worker_test,
+       a_task_read_along_with_a_refused_quiet_acknowledgement_still_runs) {
+  std::atomic<int> runs{0};
+  auto release = std::make_shared<test::gate>();
+  start_hold_and_once(runs, release);
+  // Its next read blocks: the worker goes quiet.
+  EXPECT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
+            task_status::succeeded);
+  auto held = hold_then_enqueue_once();
+  ASSERT_TRUE(held.first && held.second);
+  ASSERT_TRUE(producer->command({"ACL", "SETUSER", "default", "-client"}));
+  release->open();
+  EXPECT_EQ(wait_for(*held.first).status, task_status::succeeded);
+  auto info = wait_for(*held.second);
+  EXPECT_EQ(info.status, task_status::succeeded) << info.error;
+  EXPECT_EQ(runs.load(), 1);
+}
+
+TEST_F(worker_test, a_task_read_behind_a_failed_acknowledgement_still_runs) {
+  std::atomic<int> runs{0};
+  auto release = std::make_shared<test::gate>();
+  start_hold_and_once(runs, release);
+  // hold's acknowledgement (with its reply: the worker's first) fails, the
+  // read behind it returns "once" at once.
+  auto held = hold_then_enqueue_once();
+  ASSERT_TRUE(held.first && held.second);
+  ASSERT_TRUE(producer->command({"SCRIPT", "FLUSH"}));
+  release->open();
+  EXPECT_GE(reaches([&] { return sut->stats().reconnects; }, 1), 1u);
+  auto waiter = client::connect(cfg);
+  ASSERT_TRUE(waiter);
+  for (auto& id : {*held.first, *held.second}) {
+    auto info = waiter->wait(id, 10s);
+    ASSERT_TRUE(info) << to_string(info.error());
+    EXPECT_EQ(info->status, task_status::succeeded) << info->error;
+  }
+  EXPECT_EQ(runs.load(), 1);
 }
 
 TEST_F(worker_test, a_batch_enqueued_at_once_keeps_its_payloads_and_options) {
