@@ -185,8 +185,13 @@ return {entries, counts}
 // retry: next attempt, retry delay ms, payload, options, name; for dead:
 // name, payload, attempts; then the effect count and per effect its
 // argument count and arguments. A record whose entry is no longer pending
-// (another worker finished it first) changes nothing. Returns the number of
-// records applied.
+// (another worker finished it first) changes nothing. Effects run through
+// pcall: a failing one (a wrong type, an unknown command) ends its task
+// dead with the reason "effect failed: ..." (effects before it stay
+// applied, Redis cannot undo them; the idempotency key is released when
+// none was), and the other records go on. Returns the number of records
+// applied, or, when effects failed, that number followed by the ids of
+// their tasks.
 inline constexpr const char* finish_lua = R"lua(
 local ns, grp, ttl = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
@@ -196,6 +201,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nows = tostring(now)
 local i = 4
 local applied = 0
+local failures = {}
 while i <= #ARGV do
   local kind, pr, eid, id, text, key = ARGV[i], ARGV[i + 1], ARGV[i + 2],
     ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
@@ -209,21 +215,45 @@ while i <= #ARGV do
   local neff = tonumber(ARGV[i])
   i = i + 1
   local h = ns .. ':t:' .. id
-  local acked = redis.call('XACK', ns .. ':q:' .. pr, grp, eid)
+  local stream = ns .. ':q:' .. pr
+  local acked = redis.call('XACK', stream, grp, eid)
   local fresh = acked == 1
   if fresh and kind == 'ok' and key ~= '' then
     fresh = redis.call('SET', ns .. ':idem:' .. key, id, 'NX', 'EX', ttl)
   end
+  local failed, done = nil, 0
   for _ = 1, neff do
     local n = tonumber(ARGV[i])
-    if fresh and kind == 'ok' then
-      redis.call(unpack(ARGV, i + 1, i + n))
+    if fresh and kind == 'ok' and not failed then
+      local r = redis.pcall(unpack(ARGV, i + 1, i + n))
+      if type(r) == 'table' and r.err then
+        failed = r.err
+      else
+        done = done + 1
+      end
     end
     i = i + 1 + n
   end
   if acked == 1 then
     applied = applied + 1
-    if kind == 'ok' then
+    if failed then
+      local reason = 'effect ' .. (done + 1) .. ' failed: ' .. failed
+      local f = {}
+      local e = redis.call('XRANGE', stream, eid, eid)[1]
+      if e then
+        for j = 1, #e[2], 2 do
+          f[e[2][j]] = e[2][j + 1]
+        end
+      end
+      redis.call('XADD', ns .. ':dead', '*', 'id', id, 'n', f['n'] or '',
+        'reason', reason, 'a', f['a'] or '1', 'p', f['p'] or '')
+      redis.call('HSET', h, 's', 'dead', 'err', reason, 'ft', nows)
+      redis.call('EXPIRE', h, ttl)
+      if done == 0 and key ~= '' then
+        redis.call('DEL', ns .. ':idem:' .. key)
+      end
+      failures[#failures + 1] = id
+    elseif kind == 'ok' then
       redis.call('HSET', h, 's', 'succeeded', 'r', text, 'ft', nows)
       redis.call('EXPIRE', h, ttl)
     elseif kind == 'retry' then
@@ -244,6 +274,9 @@ while i <= #ARGV do
       redis.call('EXPIRE', ns .. ':n:' .. id, ttl)
     end
   end
+end
+if #failures > 0 then
+  return {applied, unpack(failures)}
 end
 return applied
 )lua";

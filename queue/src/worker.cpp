@@ -713,6 +713,23 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
                     to_finish.begin() + static_cast<ptrdiff_t>(n));
   }
 
+  /// The finish script's reply lists, after its count, the tasks whose
+  /// effects failed: they ended dead (among the first `sent` records).
+  void take_effect_failures(const redisReply* r, size_t sent) {
+    if (r->type != REDIS_REPLY_ARRAY)
+      return;
+    for (size_t i = 1; i < r->elements; ++i) {
+      auto id = internal::str(r->element[i]);
+      runtime::log(runtime::log_level::warning,
+                   "queue worker: an effect of task {} failed; the task is "
+                   "dead-lettered",
+                   id);
+      for (size_t k = 0; k < std::min(sent, to_finish.size()); ++k)
+        if (to_finish[k]->id == id)
+          to_finish[k]->kind = "dead";
+    }
+  }
+
   /// After an error reply to the acknowledgements, takes the read's reply
   /// queued behind them, if any, so that the tasks it delivered to this
   /// worker still run (left alone they would wait for a reclaim, which
@@ -795,6 +812,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         conn->drop();
         return caf::make_error(caf::sec::runtime_error, "ack failed");
       }
+      take_effect_failures(r->get(), sent);
       count_finished(sent);
       call_hook(fault_point::after_ack);
       // The read's reply did not come with the acknowledgement's: the read

@@ -410,6 +410,42 @@ TEST_F(worker_test, effects_with_one_idempotency_key_apply_once) {
   EXPECT_EQ(producer->command({"GET", "balance"}), std::string{"10"});
 }
 
+TEST_F(worker_test, a_task_whose_effect_fails_ends_dead_with_the_reason) {
+  // "counter" takes its INCR; "not-a-number" is a hash, so INCR fails.
+  ASSERT_TRUE(producer->command({"HSET", "not-a-number", "f", "v"}));
+  sut->handle("bad", [](task_context& ctx, std::string_view) {
+    ctx.add_effect({"INCR", "counter"});
+    ctx.add_effect({"INCR", "not-a-number"});
+    return caf::expected<std::string>{std::string{"ran"}};
+  });
+  sut->handle("good", [](task_context& ctx, std::string_view) {
+    ctx.add_effect({"INCR", "good"});
+    return caf::expected<std::string>{std::string{"ran"}};
+  });
+  ASSERT_FALSE(sut->start());
+  auto bad = producer->enqueue_payload("bad", "payload");
+  ASSERT_TRUE(bad);
+  auto info = wait_for(*bad);
+  EXPECT_EQ(info.status, task_status::dead);
+  EXPECT_NE(info.error.find("effect 2 failed"), std::string::npos)
+      << info.error;
+  EXPECT_NE(info.error.find("WRONGTYPE"), std::string::npos) << info.error;
+  // Redis cannot undo the effect before it.
+  EXPECT_EQ(producer->command({"GET", "counter"}), std::string{"1"});
+  auto letters = producer->dead_letters();
+  ASSERT_TRUE(letters);
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ(letters->front().task_id, *bad);
+  EXPECT_EQ(letters->front().name, "bad");
+  EXPECT_EQ(letters->front().payload, "payload"); // so that it can be requeued
+  // The worker goes on.
+  EXPECT_EQ(wait_for(*producer->enqueue_payload("good", "")).status,
+            task_status::succeeded);
+  EXPECT_EQ(producer->command({"GET", "good"}), std::string{"1"});
+  EXPECT_EQ(reaches([&] { return sut->stats().dead_lettered; }, 1), 1u);
+  EXPECT_EQ(reaches([&] { return sut->stats().succeeded; }, 1), 1u);
+}
+
 TEST_F(worker_test, high_priority_tasks_run_before_low_priority_ones) {
   std::mutex mtx;
   std::vector<std::string> order;

@@ -66,7 +66,9 @@ public:
 
   /// Adds a Redis command applied atomically with the task's
   /// acknowledgement: either both happen or neither. With an idempotency
-  /// key, effects apply at most once for that key.
+  /// key, effects apply at most once for that key. An effect Redis refuses
+  /// (a wrong type, an unknown command) ends the task dead with the reason;
+  /// the effects before it stay applied (Redis cannot undo them).
   void add_effect(std::vector<std::string> redis_command) {
     effects_.push_back(std::move(redis_command));
   }
