@@ -134,6 +134,28 @@ protected:
     ASSERT_TRUE(running->pass());
   }
 
+  /// What "log" tasks saw: their payloads in the order they ran, and when.
+  struct run_log {
+    std::mutex mtx;
+    std::vector<std::string> order;
+    std::map<std::string, std::chrono::steady_clock::time_point> ran_at;
+  };
+
+  /// Makes `sut` with one handler actor taking "log" tasks, which record
+  /// their payload in `logged` (it outlives `sut`) and return it.
+  void make_logging_sut() {
+    cfg.concurrency = 1;
+    sut = std::make_unique<worker>(rt, cfg);
+    sut->handle("log",
+                [&log = logged](task_context&, std::string_view p)
+                    -> caf::expected<std::string> {
+                  std::lock_guard<std::mutex> guard{log.mtx};
+                  log.order.emplace_back(p);
+                  log.ran_at[std::string{p}] = std::chrono::steady_clock::now();
+                  return std::string{p};
+                });
+  }
+
   /// Starts `sut` taking one task at a time, with tasks "add", "hold"
   /// (runs until `release` opens; `held_running` opens when it starts) and
   /// "once" (counts its runs in `runs`).
@@ -174,8 +196,6 @@ protected:
     return {std::move(held), producer->enqueue_payload("once", "", one)};
   }
 
-  std::shared_ptr<test::gate> held_running;
-
   /// Stops `sut` with `deadline` while a task is stuck: the stop keeps its
   /// deadline, and the reading thread sleeps between its looks at the task
   /// rather than spin (a spinning thread burns about one core throughout).
@@ -210,6 +230,9 @@ protected:
     return count();
   }
 
+  // Used by handlers, so declared before (and destroyed after) `sut`.
+  std::shared_ptr<test::gate> held_running;
+  run_log logged;
   std::unique_ptr<embedded_redis> redis;
   queue_config cfg;
   runtime::runtime rt;
@@ -447,15 +470,6 @@ TEST_F(worker_test, a_task_whose_effect_fails_ends_dead_with_the_reason) {
 }
 
 TEST_F(worker_test, high_priority_tasks_run_before_low_priority_ones) {
-  std::mutex mtx;
-  std::vector<std::string> order;
-  sut->handle(
-      "log",
-      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
-        std::lock_guard<std::mutex> guard{mtx};
-        order.emplace_back(p);
-        return std::string{};
-      });
   task_options low;
   low.level = priority::low;
   task_options high;
@@ -465,21 +479,15 @@ TEST_F(worker_test, high_priority_tasks_run_before_low_priority_ones) {
     ids.push_back(*producer->enqueue_payload("log", "low", low));
   for (int i = 0; i < 5; ++i)
     ids.push_back(*producer->enqueue_payload("log", "high", high));
-  cfg.concurrency = 1;
-  sut = std::make_unique<worker>(rt, cfg);
-  sut->handle(
-      "log",
-      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
-        std::lock_guard<std::mutex> guard{mtx};
-        order.emplace_back(p);
-        return std::string{};
-      });
+  make_logging_sut();
+  auto& log = logged;
   ASSERT_FALSE(sut->start());
   for (auto& id : ids)
     wait_for(id);
-  ASSERT_EQ(order.size(), 10u);
+  std::lock_guard<std::mutex> guard{log.mtx};
+  ASSERT_EQ(log.order.size(), 10u);
   for (size_t i = 0; i < 5; ++i)
-    EXPECT_EQ(order[i], "high") << i;
+    EXPECT_EQ(log.order[i], "high") << i;
 }
 
 TEST_F(worker_test,
@@ -580,19 +588,8 @@ TEST_F(worker_test, a_task_read_behind_a_failed_acknowledgement_still_runs) {
 }
 
 TEST_F(worker_test, a_batch_enqueued_at_once_keeps_its_payloads_and_options) {
-  std::mutex mtx;
-  std::vector<std::string> order;
-  std::map<std::string, std::chrono::steady_clock::time_point> ran_at;
-  cfg.concurrency = 1;
-  sut = std::make_unique<worker>(rt, cfg);
-  sut->handle(
-      "log",
-      [&](task_context&, std::string_view p) -> caf::expected<std::string> {
-        std::lock_guard<std::mutex> guard{mtx};
-        order.emplace_back(p);
-        ran_at[std::string{p}] = std::chrono::steady_clock::now();
-        return std::string{p};
-      });
+  make_logging_sut();
+  auto& log = logged;
   sut->handle("fail", [](task_context&, std::string_view) {
     return caf::expected<std::string>{
         caf::make_error(caf::sec::runtime_error, "always fails")};
@@ -632,12 +629,12 @@ TEST_F(worker_test, a_batch_enqueued_at_once_keeps_its_payloads_and_options) {
     EXPECT_EQ(info.status, task_status::dead);
     EXPECT_EQ(info.attempt, 2u);
   }
-  std::lock_guard<std::mutex> guard{mtx};
-  ASSERT_GE(order.size(), 3u);
-  EXPECT_EQ(std::vector<std::string>(order.begin(), order.begin() + 3),
+  std::lock_guard<std::mutex> guard{log.mtx};
+  ASSERT_GE(log.order.size(), 3u);
+  EXPECT_EQ(std::vector<std::string>(log.order.begin(), log.order.begin() + 3),
             (std::vector<std::string>{"high-0", "high-1", "high-2"}));
   for (auto name : {"later-0", "later-1"})
-    EXPECT_GE(ran_at[name], enqueued + 300ms) << name;
+    EXPECT_GE(log.ran_at[name], enqueued + 300ms) << name;
 }
 
 TEST_F(worker_test,
