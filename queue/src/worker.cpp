@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 #include <unordered_map>
 
@@ -54,12 +55,19 @@ struct outcome {
   std::string kind; // ok, retry, dead
   std::string text;
   int64_t delay_ms = 0;
+  /// A retry that spends no attempt: the task never ran (see `hand_back`).
+  bool requeue = false;
   std::vector<std::vector<std::string>> effects;
 };
 
 /// One delivery of a task and its outcome, shared by the reading thread and
 /// a handler actor.
-struct job : delivery, outcome {};
+struct job : delivery, outcome {
+  /// Set by the handler actor as it starts the task: a task handed to an
+  /// actor that died before starting it never ran, and is handed again
+  /// without spending an attempt.
+  std::atomic<bool> begun{false};
+};
 
 using job_ptr = std::shared_ptr<job>;
 
@@ -176,6 +184,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 
   void run_job(const job_ptr& j) {
+    j->begun.store(true, std::memory_order_release);
     auto it = handlers.find(j->name);
     caf::expected<std::string> res{std::string{}};
     task_context ctx{j->id, j->attempt, j->key};
@@ -537,7 +546,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       argv.push_back(j->text);
       argv.push_back(j->key);
       if (j->kind == "retry") {
-        argv.push_back(std::to_string(j->attempt + 1));
+        argv.push_back(
+            std::to_string(j->requeue ? j->attempt : j->attempt + 1));
         argv.push_back(std::to_string(j->delay_ms));
         argv.push_back(j->payload);
         argv.push_back(j->options);
@@ -569,11 +579,49 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 
   /// Fails the jobs handed to actor `id` (it died) or to any actor (`id`
-  /// 0: the pool gave up), for a retry.
+  /// 0: the pool gave up) that it had started, for a retry. Those it had
+  /// not started (queued in its mailbox behind the message that ended it)
+  /// never ran and spend no attempt: they go to the next live actor, or,
+  /// when the pool gave up, back to the queue with every task not yet
+  /// handed out. The actor is dead when this runs, so `begun` is final.
   void abandon(caf::actor_id id, const char* reason) {
-    for (auto& [entry, j] : inflight)
-      if ((id == 0 || j->actor_id == id) && !j->abandoned)
+    std::vector<job_ptr> unstarted;
+    for (auto& [entry, j] : inflight) {
+      if ((id != 0 && j->actor_id != id) || j->abandoned)
+        continue;
+      if (j->begun.load(std::memory_order_acquire))
         give_up_on(*j, reason);
+      else
+        unstarted.push_back(j);
+    }
+    // In the order they were read, ahead of anything read since.
+    auto key = [](const job_ptr& j) {
+      unsigned long long ms = 0;
+      unsigned long long seq = 0;
+      std::sscanf(j->entry.c_str(), "%llu-%llu", &ms, &seq);
+      return std::make_tuple(j->stream, ms, seq);
+    };
+    std::sort(
+        unstarted.begin(), unstarted.end(),
+        [&](const job_ptr& a, const job_ptr& b) { return key(a) < key(b); });
+    for (auto& j : unstarted)
+      inflight.erase(j->entry);
+    to_run.insert(to_run.begin(), unstarted.begin(), unstarted.end());
+    if (id == 0) {
+      for (auto& j : to_run)
+        hand_back(j, reason);
+      to_run.clear();
+    }
+  }
+
+  /// Sends a task this worker holds but never ran back to the queue as it
+  /// came (same attempt, no delay), for any worker to take.
+  void hand_back(const job_ptr& j, const char* reason) {
+    j->kind = "retry";
+    j->text = reason;
+    j->delay_ms = 0;
+    j->requeue = true;
+    to_finish.push_back(j);
   }
 
   void collect(bool& stop_now, bool& pool_gone) {
@@ -618,9 +666,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         std::fill(pool.begin(), pool.end(), caf::actor{});
         abandon(0, "handler pool gave up");
       }
-      // Never started: left pending without a lease, so that another
-      // worker reclaims them after the visibility timeout (no attempt
-      // spent).
+      // Nothing is read after giving up; what was, went back (abandon).
       to_run.clear();
     }
     auto now = steady_clock::now();
@@ -704,9 +750,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       auto& kind = to_finish[i]->kind;
       if (kind == "ok")
         ++succeeded;
-      else if (kind == "retry")
-        ++retried;
-      else
+      else if (kind == "retry") {
+        if (!to_finish[i]->requeue)
+          ++retried;
+      } else
         ++dead_lettered;
     }
     to_finish.erase(to_finish.begin(),

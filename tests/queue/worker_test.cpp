@@ -230,6 +230,44 @@ protected:
     return count();
   }
 
+  /// Starts `sut` with one handler actor reading up to 8 tasks at once;
+  /// its "echo" tasks log their payload in `logged` and return it with "@"
+  /// and their attempt. The handler actor's fault hook is armed: at the
+  /// first read that brings tasks, the reading thread kills the actor and
+  /// sees it die before it hands it those tasks, so the actor never starts
+  /// them.
+  void start_echo_killing_its_handler_at_the_first_read() {
+    cfg.concurrency = 1;
+    cfg.batch_size = 8;
+    sut = std::make_unique<worker>(rt, cfg);
+    sut->handle("echo",
+                [&log = logged](task_context& ctx, std::string_view p)
+                    -> caf::expected<std::string> {
+                  {
+                    std::lock_guard<std::mutex> guard{log.mtx};
+                    log.order.emplace_back(p);
+                  }
+                  return std::string{p} + "@" + std::to_string(ctx.attempt());
+                });
+    sut->on_fault_point([this](fault_point p) {
+      // Called only once tasks were read (or are to be acknowledged).
+      if (p != fault_point::before_handle || !kill_at_read.exchange(false))
+        return;
+      caf::scoped_actor self{rt.system()};
+      self->monitor(doomed);
+      caf::anon_send_exit(doomed, caf::exit_reason::kill);
+      bool down = false;
+      self->receive([&](const caf::down_msg&) { down = true; },
+                    caf::after(10s) >> [] {});
+      EXPECT_TRUE(down) << "the handler actor did not die";
+    });
+    ASSERT_FALSE(sut->start());
+    for (int tries = 0; !doomed && tries < 1000; ++tries)
+      doomed = handler("handler-0");
+    ASSERT_TRUE(doomed);
+    kill_at_read = true;
+  }
+
   // Used by handlers, so declared before (and destroyed after) `sut`.
   std::shared_ptr<test::gate> held_running;
   run_log logged;
@@ -237,6 +275,10 @@ protected:
   queue_config cfg;
   runtime::runtime rt;
   std::optional<client> producer;
+  // The fault hook's (start_echo_killing_its_handler_at_the_first_read):
+  // after `rt`, so that the handle goes before the actor system.
+  std::atomic<bool> kill_at_read{false};
+  caf::actor doomed;
   std::unique_ptr<worker> sut;
 };
 
@@ -818,6 +860,62 @@ TEST_F(worker_test,
   auto second = handler("handler-0");
   EXPECT_TRUE(second);
   EXPECT_NE(second, first);
+}
+
+TEST_F(
+    worker_test,
+    tasks_a_dead_handler_actor_never_started_run_on_its_successor_at_the_same_attempt) {
+  cfg.handler_restart_backoff = 1ms;
+  start_echo_killing_its_handler_at_the_first_read();
+  task_options once;
+  once.max_attempts = 1;
+  std::vector<std::string> payloads{"a", "b", "c", "d", "e"};
+  auto ids = producer->enqueue_many("echo", payloads, once);
+  ASSERT_TRUE(ids);
+  // With one attempt each, a task charged for the death would be dead.
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    auto info = wait_for((*ids)[i]);
+    EXPECT_EQ(info.status, task_status::succeeded) << payloads[i];
+    EXPECT_EQ(info.result, payloads[i] + "@1");
+  }
+  EXPECT_EQ(reaches([&] { return sut->stats().handler_restarts; }, 1), 1u);
+  EXPECT_EQ(reaches([&] { return sut->stats().succeeded; }, 5), 5u);
+  EXPECT_EQ(sut->stats().retried, 0u);
+  EXPECT_EQ(sut->stats().dead_lettered, 0u);
+  std::lock_guard<std::mutex> guard{logged.mtx};
+  EXPECT_EQ(logged.order, payloads);
+}
+
+TEST_F(
+    worker_test,
+    tasks_a_worker_holds_unstarted_when_it_gives_up_go_back_to_the_queue_at_the_same_attempt) {
+  cfg.handler_max_restarts = 0;
+  start_echo_killing_its_handler_at_the_first_read();
+  task_options once;
+  once.max_attempts = 1;
+  std::vector<std::string> payloads{"a", "b", "c"};
+  auto ids = producer->enqueue_many("echo", payloads, once);
+  ASSERT_TRUE(ids);
+  ASSERT_EQ(reaches([&] { return uint64_t{sut->stats().gave_up}; }, 1), 1u);
+  // Another worker takes them (the visibility timeout, 2 s, has not run
+  // out: they were handed back, not reclaimed).
+  worker other{rt, cfg};
+  other.handle(
+      "echo",
+      [](task_context& ctx, std::string_view p) -> caf::expected<std::string> {
+        return std::string{p} + "@" + std::to_string(ctx.attempt());
+      });
+  ASSERT_FALSE(other.start());
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    auto info = wait_for((*ids)[i]);
+    EXPECT_EQ(info.status, task_status::succeeded) << payloads[i];
+    EXPECT_EQ(info.result, payloads[i] + "@1");
+  }
+  other.stop();
+  EXPECT_EQ(other.stats().reclaimed, 0u);
+  EXPECT_EQ(sut->stats().dead_lettered, 0u);
+  std::lock_guard<std::mutex> guard{logged.mtx};
+  EXPECT_TRUE(logged.order.empty());
 }
 
 TEST_F(worker_test,

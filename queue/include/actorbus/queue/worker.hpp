@@ -10,8 +10,10 @@
 // thread renews the leases of in-flight tasks, so a long handler is never
 // reclaimed while its process lives. The handler actors run under an
 // `actors::supervisor` (one_for_one, with the restart intensity and backoff
-// of `queue_config`): one that dies is restarted and its tasks retried; past
-// the intensity the worker gives up and hands its tasks back. When Redis goes
+// of `queue_config`): one that dies is restarted; the task it was running is
+// retried (an attempt spent), those it had not started go to its successor
+// at the same attempt. Past the intensity the worker gives up and hands its
+// tasks back (those it never started at the same attempt). When Redis goes
 // away the worker reconnects with exponential backoff and keeps what it has not
 // acknowledged.
 //
