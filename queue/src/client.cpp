@@ -180,9 +180,17 @@ struct client::impl {
     if ((*b)->type != REDIS_REPLY_ARRAY)
       return std::optional<task_info>{};
     if (share) {
-      auto pushed = conn.run({"RPUSH", k.notify(id), "1"});
-      if (!pushed)
-        return std::move(pushed.error());
+      // The BLPOP took the list's last token, and Redis deleted the list
+      // with its expiry: the token put back needs the expiry again, or the
+      // list would stay in Redis for good.
+      auto key = k.notify(id);
+      conn.append({"RPUSH", key, "1"});
+      conn.append({"EXPIRE", key, std::to_string(cfg.result_ttl.count())});
+      for (int i = 0; i < 2; ++i) {
+        auto pushed = conn.next_reply();
+        if (!pushed)
+          return std::move(pushed.error());
+      }
     }
     auto info = info_of(id, state->get());
     if (!info)

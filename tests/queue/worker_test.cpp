@@ -18,6 +18,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <sys/resource.h>
 #include <thread>
 #include <vector>
@@ -291,6 +292,38 @@ TEST_F(worker_test, a_task_runs_and_wait_returns_its_result) {
   auto sum = decode<int>(info.result);
   ASSERT_TRUE(sum);
   EXPECT_EQ(std::get<0>(*sum), 5);
+}
+
+TEST_F(worker_test, a_wait_that_blocked_leaves_no_key_behind_without_expiry) {
+  // wait() blocks on the task's wake-up list, which the finish script
+  // fills (with the result's expiry) and the waiter empties, then fills
+  // again for other waiters of the same task.
+  auto release = std::make_shared<test::gate>();
+  std::string id;
+  start_stuck_one_at_a_time(release, {}, &id);
+  auto waiter = client::connect(cfg);
+  ASSERT_TRUE(waiter);
+  auto waited =
+      std::async(std::launch::async, [&] { return waiter->wait(id, 10s); });
+  auto marked = [&] {
+    auto w = producer->command({"HEXISTS", cfg.name_space + ":t:" + id, "w"});
+    return uint64_t{w && *w == "1"};
+  };
+  ASSERT_EQ(reaches(marked, 1), 1u) << "wait did not mark the task";
+  release->open();
+  auto info = waited.get();
+  ASSERT_TRUE(info) << to_string(info.error());
+  EXPECT_EQ(info->status, task_status::succeeded);
+  auto keys = producer->command({"KEYS", cfg.name_space + ":n:*"});
+  ASSERT_TRUE(keys);
+  std::istringstream lines{*keys};
+  for (std::string key; std::getline(lines, key);) {
+    if (key.empty())
+      continue;
+    auto ttl = producer->command({"TTL", key});
+    ASSERT_TRUE(ttl);
+    EXPECT_NE(*ttl, "-1") << key << " never expires";
+  }
 }
 
 TEST_F(worker_test, run_enqueues_and_returns_the_final_result) {
