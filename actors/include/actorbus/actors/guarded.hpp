@@ -1,23 +1,30 @@
 #pragma once
 
-// State owned by an actor: the seed's lock-guarded `ThreadSafeCounter` and a
-// generic guarded value.
+// State shared safely between threads and actors: the seed's lock-guarded
+// `ThreadSafeCounter`, and a generic value owned by an actor.
 //
 //   counter hits{sys};
-//   hits.increment();                          // from any thread, async
-//   caf::expected<int64_t> n = hits.get(1s);   // sees every earlier increment
-//                                              // made by this thread
+//   hits.increment();                // from any thread: lock-free, no message
+//   int64_t n = hits.get();          // sees every increment that happened
+//                                    // before it (this thread's included)
 //   guarded<std::vector<int>> log{sys};
 //   log.post([](std::vector<int>& v) { v.push_back(1); });
 //   auto size = log.apply([](std::vector<int>& v) { return v.size(); }, 1s);
 //
-// The value lives inside one actor and every access is one message handled
-// after the other: no lock, no torn update. Messages from one sender arrive
-// in order, so a thread reads its own earlier writes. `apply` blocks the
-// calling thread up to its timeout (never call it inside a handler); the
-// operation runs on the actor and may not keep references to the value.
-// Actors talk to a counter with messages: (caf::add_atom, int64_t) ->
-// int64_t (new value) and (caf::get_atom) -> int64_t.
+// A `guarded<T>` value lives inside one actor and every access is one
+// message handled after the other: no lock, no torn update. Messages from
+// one sender arrive in order, so a thread reads its own earlier writes.
+// `apply` blocks the calling thread up to its timeout (never call it inside
+// a handler); the operation runs on the actor and may not keep references
+// to the value.
+//
+// A `counter` needs no actor to be safe: its count is one atomic integer,
+// which threads update in place (an actor message per increment cost about
+// 250 ns of the actor's thread here, slower than Python's lock). Its actor,
+// `handle()`, serves actors with messages on the same atomic:
+// (caf::add_atom, int64_t) -> int64_t (new value) and (caf::get_atom) ->
+// int64_t. Every update, from a thread or an actor, takes its place in one
+// order.
 
 #include "actorbus/actors/caller_pool.hpp"
 
@@ -30,6 +37,7 @@
 #include <caf/send.hpp>
 #include <caf/timespan.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -117,23 +125,27 @@ private:
   caf::actor actor_;
 };
 
-/// The behavior of a counter actor: (caf::add_atom, int64_t) -> new value,
-/// (caf::get_atom) -> value.
-inline caf::behavior counter_actor(caf::event_based_actor*,
-                                   int64_t initial = 0) {
-  auto value = std::make_shared<int64_t>(initial);
+/// The behavior of a counter actor over `value`: (caf::add_atom, int64_t) ->
+/// new value, (caf::get_atom) -> value.
+inline caf::behavior
+counter_actor(caf::event_based_actor*,
+              std::shared_ptr<std::atomic<int64_t>> value) {
   return {
-      [value](caf::add_atom, int64_t n) { return *value += n; },
-      [value](caf::get_atom) { return *value; },
+      [value](caf::add_atom, int64_t n) {
+        return value->fetch_add(n, std::memory_order_acq_rel) + n;
+      },
+      [value](caf::get_atom) { return value->load(std::memory_order_acquire); },
   };
 }
 
-/// The seed's ThreadSafeCounter as an actor. Thread-safe; not copyable.
+/// The seed's ThreadSafeCounter: one atomic count, updated in place by
+/// threads and through messages to `handle()` by actors. Thread-safe; not
+/// copyable. Nothing blocks.
 class counter {
 public:
   explicit counter(caf::actor_system& sys, int64_t initial = 0)
-      : callers_(sys)
-      , actor_(sys.spawn(counter_actor, initial)) {}
+      : value_(std::make_shared<std::atomic<int64_t>>(initial))
+      , actor_(sys.spawn(counter_actor, value_)) {}
 
   ~counter() {
     caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown);
@@ -142,32 +154,28 @@ public:
   counter(const counter&) = delete;
   counter& operator=(const counter&) = delete;
 
-  /// Adds `n` without waiting.
-  void increment(int64_t n = 1) {
-    caf::anon_send(actor_, caf::add_atom::value, n);
+  /// Adds `n`.
+  void increment(int64_t n = 1) noexcept {
+    value_->fetch_add(n, std::memory_order_relaxed);
   }
 
   /// Adds `n` and returns the new value.
-  caf::expected<int64_t> add(int64_t n, caf::timespan timeout) {
-    return callers_.with([&](runtime::caller& c) {
-      return c.call<int64_t>(actor_, timeout, caf::add_atom::value, n);
-    });
+  int64_t add(int64_t n) noexcept {
+    return value_->fetch_add(n, std::memory_order_acq_rel) + n;
   }
 
   /// The current value.
-  caf::expected<int64_t> get(caf::timespan timeout) {
-    return callers_.with([&](runtime::caller& c) {
-      return c.call<int64_t>(actor_, timeout, caf::get_atom::value);
-    });
+  int64_t get() const noexcept {
+    return value_->load(std::memory_order_acquire);
   }
 
-  /// The owning actor, for requests from other actors.
+  /// The counter's actor, for messages from other actors.
   const caf::actor& handle() const {
     return actor_;
   }
 
 private:
-  caller_pool callers_;
+  std::shared_ptr<std::atomic<int64_t>> value_;
   caf::actor actor_;
 };
 
