@@ -253,6 +253,8 @@ client& client::operator=(client&&) noexcept = default;
 client::~client() = default;
 
 caf::expected<client> client::connect(queue_config cfg) {
+  if (auto err = internal::check_config(cfg))
+    return err;
   std::shared_ptr<embedded_redis> embedded;
   auto url = cfg.url;
   if (url.empty()) {

@@ -102,6 +102,24 @@ std::string keys::notify(std::string_view id) const {
   return fmt::format("{}:n:{}", ns, id);
 }
 
+caf::error check_config(const queue_config& cfg) {
+  auto bad = [](std::string what) {
+    return caf::make_error(caf::sec::invalid_argument,
+                           "queue: " + std::move(what));
+  };
+  if (cfg.result_ttl < std::chrono::seconds{1})
+    return bad("result_ttl must be at least 1 s");
+  if (cfg.visibility_timeout.count() <= 0)
+    return bad("visibility_timeout must be positive");
+  if (cfg.sweep_interval.count() <= 0)
+    return bad("sweep_interval must be positive");
+  if (cfg.io_timeout.count() <= 0)
+    return bad("io_timeout must be positive");
+  if (cfg.heartbeat_interval.count() < 0)
+    return bad("heartbeat_interval may not be negative");
+  return caf::none;
+}
+
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

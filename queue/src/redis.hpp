@@ -122,6 +122,11 @@ private:
   std::chrono::milliseconds current_timeout_{0};
 };
 
+/// Checks what workers and clients rely on: a `result_ttl` of at least a
+/// second (Redis refuses an expiry of 0, and the finish script sets one),
+/// positive timeouts and intervals.
+caf::error check_config(const queue_config& cfg);
+
 /// Current Unix time in milliseconds.
 int64_t now_ms();
 

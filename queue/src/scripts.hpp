@@ -225,11 +225,22 @@ while i <= #ARGV do
   for _ = 1, neff do
     local n = tonumber(ARGV[i])
     if fresh and kind == 'ok' and not failed then
-      local r = redis.pcall(unpack(ARGV, i + 1, i + n))
-      if type(r) == 'table' and r.err then
-        failed = r.err
+      -- Nothing after the XACK may raise: Redis would keep the XACK and
+      -- drop the rest, leaving the task acknowledged and unfinished. Lua
+      -- passes at most LUAI_MAXCSTACK (8000) values to a call.
+      if n > 7900 then
+        failed = 'too many arguments (' .. n .. '; at most 7900)'
       else
-        done = done + 1
+        local ok, r = pcall(function()
+          return redis.pcall(unpack(ARGV, i + 1, i + n))
+        end)
+        if not ok then
+          failed = tostring(r)
+        elseif type(r) == 'table' and r.err then
+          failed = r.err
+        else
+          done = done + 1
+        end
       end
     end
     i = i + 1 + n

@@ -1167,6 +1167,8 @@ caf::error worker::start() {
   auto& st = *impl_;
   if (st.started)
     return caf::none;
+  if (auto err = internal::check_config(st.cfg))
+    return err;
   st.url = st.cfg.url;
   if (st.url.empty()) {
     auto e = embedded_redis::shared();

@@ -544,6 +544,46 @@ TEST_F(worker_test, a_task_whose_effect_fails_ends_dead_with_the_reason) {
   EXPECT_EQ(reaches([&] { return sut->stats().succeeded; }, 1), 1u);
 }
 
+TEST_F(worker_test,
+       an_effect_with_too_many_arguments_ends_its_task_dead_not_lost) {
+  // Lua cannot pass 10,002 values to one call: that error came after the
+  // task's XACK, and the task stayed queued for good, counted a success.
+  sut->handle("big", [](task_context& ctx, std::string_view) {
+    std::vector<std::string> cmd{"SADD", "bigset"};
+    for (int i = 0; i < 10000; ++i)
+      cmd.push_back(std::to_string(i));
+    ctx.add_effect(std::move(cmd));
+    return caf::expected<std::string>{std::string{"ran"}};
+  });
+  ASSERT_FALSE(sut->start());
+  auto big = producer->enqueue_payload("big", "");
+  ASSERT_TRUE(big);
+  auto info = wait_for(*big);
+  EXPECT_EQ(info.status, task_status::dead);
+  EXPECT_NE(info.error.find("effect 1 failed: too many arguments"),
+            std::string::npos)
+      << info.error;
+  EXPECT_EQ(producer->command({"SCARD", "bigset"}), std::string{"0"});
+  EXPECT_EQ(wait_for(*producer->enqueue("add", {}, 1, 2)).status,
+            task_status::succeeded);
+  EXPECT_EQ(reaches([&] { return sut->stats().dead_lettered; }, 1), 1u);
+  EXPECT_EQ(reaches([&] { return sut->stats().succeeded; }, 1), 1u);
+  EXPECT_EQ(sut->stats().reconnects, 0u);
+}
+
+TEST_F(worker_test, a_result_ttl_redis_cannot_set_is_refused_at_start) {
+  // An expiry of 0 made the finish script fail after its XACK.
+  cfg.result_ttl = 0s;
+  make_sut();
+  auto err = sut->start();
+  EXPECT_EQ(err, caf::sec::invalid_argument);
+  EXPECT_NE(to_string(err).find("result_ttl"), std::string::npos)
+      << to_string(err);
+  auto c = client::connect(cfg);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), caf::sec::invalid_argument);
+}
+
 TEST_F(worker_test, high_priority_tasks_run_before_low_priority_ones) {
   task_options low;
   low.level = priority::low;

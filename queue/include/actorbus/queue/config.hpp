@@ -34,7 +34,8 @@ struct queue_config {
   /// well below `visibility_timeout` (0: a third of it).
   std::chrono::milliseconds heartbeat_interval{0};
 
-  /// How long results, statuses and idempotency markers are kept.
+  /// How long results, statuses and idempotency markers are kept (at
+  /// least 1 s: workers and clients refuse less at start).
   std::chrono::seconds result_ttl{24 * 3600};
 
   /// Entries read per XREADGROUP and most tasks in flight per worker
