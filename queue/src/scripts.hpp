@@ -20,6 +20,11 @@ namespace actorbus::queue::internal {
 // delay_ms, and optionally '1' when the caller will wait for the result (the
 // finish script then wakes it).
 inline constexpr const char* enqueue_lua = R"lua(
+-- The client names the task: a call that finds the task there already is
+-- its own retry (its first reply was lost) and adds nothing.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.error_reply('duplicate task id ' .. ARGV[1])
+end
 if ARGV[8] == '1' then
   redis.call('HSET', KEYS[1], 'w', '1')
 end

@@ -326,6 +326,53 @@ TEST_F(worker_test, a_wait_that_blocked_leaves_no_key_behind_without_expiry) {
   }
 }
 
+TEST_F(worker_test,
+       an_enqueue_sent_again_after_its_reply_timed_out_adds_one_task) {
+  // Redis runs another client's script for 600 ms. The producer's enqueue
+  // waits behind it, times out (400 ms), reconnects and sends it again;
+  // then Redis runs both. The second must add nothing: two entries of one
+  // task would run it twice, and a cancel would find only one.
+  auto slow_cfg = cfg;
+  slow_cfg.io_timeout = 400ms;
+  auto p2 = client::connect(slow_cfg);
+  ASSERT_TRUE(p2);
+  auto busy_client = client::connect(cfg);
+  ASSERT_TRUE(busy_client);
+  auto busy = std::async(std::launch::async, [&] {
+    return busy_client->command({"EVAL",
+                                 "local t = redis.call('TIME') "
+                                 "local t0 = t[1] * 1000000 + t[2] "
+                                 "repeat t = redis.call('TIME') "
+                                 "until t[1] * 1000000 + t[2] - t0 > 600000 "
+                                 "return 1",
+                                 "0"});
+  });
+  // Busy once a connection with a short reply timeout gets no answer.
+  auto probe_cfg = cfg;
+  probe_cfg.io_timeout = 20ms;
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (client::connect(probe_cfg) && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  auto t0 = std::chrono::steady_clock::now();
+  auto id = p2->enqueue_payload("add", encode(1, 2));
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(busy.get());
+  ASSERT_TRUE(id) << to_string(id.error());
+  // The first try timed out: the task was sent twice.
+  EXPECT_GE(took, 400ms);
+  auto entries =
+      producer->command({"XRANGE", cfg.name_space + ":q:1", "-", "+"});
+  ASSERT_TRUE(entries);
+  size_t copies = 0;
+  for (auto at = entries->find(*id); at != std::string::npos;
+       at = entries->find(*id, at + 1))
+    ++copies;
+  EXPECT_EQ(copies, 1u) << *entries;
+  EXPECT_EQ(producer->cancel(*id), true);
+  EXPECT_EQ(producer->status(*id)->status, task_status::cancelled);
+  EXPECT_EQ(producer->backlog(), 0u);
+}
+
 TEST_F(worker_test, run_enqueues_and_returns_the_final_result) {
   ASSERT_FALSE(sut->start());
   auto info = producer->run("add", encode(40, 2), {}, 10s);
