@@ -147,25 +147,27 @@ struct client::impl {
                       std::to_string(f->delay_ms)});
   }
 
-  /// Appends a BLPOP on the task's wake-up list (the finish script pushes
-  /// to it) for at most `left`, and an HMGET of the task's state that Redis
-  /// runs as soon as the BLPOP returns: a waiter needs no extra round trip
-  /// after its wake-up.
+  /// Appends a wait on the task's wake-up list (the finish script pushes
+  /// a token to it) for at most `left`, and an HMGET of the task's state
+  /// that Redis runs as soon as the wait returns: a waiter needs no extra
+  /// round trip after its wake-up. The wait is a BLMOVE from the list to
+  /// itself: it takes the token and puts it straight back, so every waiter
+  /// of the task (wait and run, in any number of clients) is woken, and the
+  /// list, never empty, keeps the expiry the finish script gave it.
   void append_wait(std::string_view id, std::chrono::milliseconds left) {
-    // BLPOP takes seconds (fractions allowed); the socket waits a bit
+    // BLMOVE takes seconds (fractions allowed); the socket waits a bit
     // longer so the server's timeout answers first.
     conn.timeout(left + cfg.io_timeout);
+    auto key = k.notify(id);
     conn.append(
-        {"BLPOP", k.notify(id),
+        {"BLMOVE", key, key, "RIGHT", "LEFT",
          fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
     conn.append({"HMGET", k.task(id), "s", "n", "a", "r", "err"});
   }
 
   /// Reads the replies of `append_wait`: the final info, or none when the
-  /// BLPOP timed out. With `share`, puts the token back for other waiters
-  /// of the same task.
-  caf::expected<std::optional<task_info>> read_wait(std::string_view id,
-                                                    bool share) {
+  /// wait timed out.
+  caf::expected<std::optional<task_info>> read_wait(std::string_view id) {
     auto b = conn.next_reply();
     if (!b) {
       conn.timeout(std::chrono::milliseconds{0});
@@ -177,21 +179,8 @@ struct client::impl {
       return std::move(state.error());
     if ((*b)->type == REDIS_REPLY_ERROR)
       return redis_error(b->get(), "wait");
-    if ((*b)->type != REDIS_REPLY_ARRAY)
+    if ((*b)->type == REDIS_REPLY_NIL)
       return std::optional<task_info>{};
-    if (share) {
-      // The BLPOP took the list's last token, and Redis deleted the list
-      // with its expiry: the token put back needs the expiry again, or the
-      // list would stay in Redis for good.
-      auto key = k.notify(id);
-      conn.append({"RPUSH", key, "1"});
-      conn.append({"EXPIRE", key, std::to_string(cfg.result_ttl.count())});
-      for (int i = 0; i < 2; ++i) {
-        auto pushed = conn.next_reply();
-        if (!pushed)
-          return std::move(pushed.error());
-      }
-    }
     auto info = info_of(id, state->get());
     if (!info)
       return std::move(info.error());
@@ -208,7 +197,7 @@ struct client::impl {
   /// it or the deadline passes.
   caf::expected<task_info>
   block_until_done(std::string_view id,
-                   std::chrono::steady_clock::time_point deadline, bool share) {
+                   std::chrono::steady_clock::time_point deadline) {
     for (;;) {
       auto left = left_until(deadline);
       if (left.count() <= 0)
@@ -218,7 +207,7 @@ struct client::impl {
       if (auto err = ensure())
         return err;
       append_wait(id, left);
-      auto r = read_wait(id, share);
+      auto r = read_wait(id);
       if (!r)
         return std::move(r.error());
       if (*r)
@@ -368,7 +357,7 @@ caf::expected<task_info> client::wait(std::string_view id,
   auto info = impl_->info_of(id, r->get());
   if (!info || terminal(info->status) || info->status == task_status::unknown)
     return info;
-  return impl_->block_until_done(id, deadline, true);
+  return impl_->block_until_done(id, deadline);
 }
 
 caf::expected<task_info> client::run(std::string_view name, std::string payload,
@@ -402,18 +391,18 @@ caf::expected<task_info> client::run(std::string_view name, std::string payload,
   if (!r)
     return std::move(r.error());
   if ((*r)->type == REDIS_REPLY_ERROR) {
-    // Unblocks the BLPOP sent behind the failed enqueue.
+    // Unblocks the wait sent behind the failed enqueue.
     st.conn.drop();
     return redis_error(r->get(), "enqueue");
   }
   if (left.count() > 0) {
-    auto done = st.read_wait(id, false);
+    auto done = st.read_wait(id);
     if (!done)
       return std::move(done.error());
     if (*done)
       return std::move(**done);
   }
-  return st.block_until_done(id, deadline, false);
+  return st.block_until_done(id, deadline);
 }
 
 caf::expected<bool> client::cancel(std::string_view id) {

@@ -373,6 +373,59 @@ TEST_F(worker_test,
   EXPECT_EQ(producer->backlog(), 0u);
 }
 
+TEST_F(worker_test, every_waiter_of_a_task_is_woken_by_its_end) {
+  // run() in one client and wait() in two others, all blocked on the task
+  // when it ends: run took the wake-up token for itself, and a wait timed
+  // out on a task that had succeeded.
+  auto release = std::make_shared<test::gate>();
+  auto running = std::make_shared<test::gate>();
+  sut->handle("stuck", [release, running](task_context&, std::string_view) {
+    running->open();
+    if (!release->pass())
+      return caf::expected<std::string>{
+          caf::make_error(caf::sec::runtime_error, "never released")};
+    return caf::expected<std::string>{std::string{"done"}};
+  });
+  ASSERT_FALSE(sut->start());
+  auto runner = client::connect(cfg);
+  ASSERT_TRUE(runner);
+  auto ran = std::async(std::launch::async,
+                        [&] { return runner->run("stuck", "", {}, 10s); });
+  ASSERT_TRUE(running->pass());
+  auto keys = producer->command({"KEYS", cfg.name_space + ":t:*"});
+  ASSERT_TRUE(keys);
+  auto id = keys->substr(keys->find(":t:") + 3);
+  id = id.substr(0, id.find('\n'));
+  std::vector<client> waiters;
+  std::vector<std::future<caf::expected<task_info>>> waited;
+  for (int i = 0; i < 2; ++i) {
+    auto w = client::connect(cfg);
+    ASSERT_TRUE(w);
+    waiters.push_back(std::move(*w));
+  }
+  for (auto& w : waiters)
+    waited.push_back(
+        std::async(std::launch::async, [&w, &id] { return w.wait(id, 10s); }));
+  // All three blocked in Redis before the task ends.
+  auto blocked = [&] {
+    auto info = producer->command({"INFO", "clients"});
+    auto at = info ? info->find("blocked_clients:") : std::string::npos;
+    return at == std::string::npos ? uint64_t{0}
+                                   : std::stoull(info->substr(at + 16));
+  };
+  ASSERT_EQ(reaches(blocked, 3), 3u);
+  release->open();
+  auto r = ran.get();
+  ASSERT_TRUE(r) << to_string(r.error());
+  EXPECT_EQ(r->status, task_status::succeeded);
+  for (auto& f : waited) {
+    auto info = f.get();
+    ASSERT_TRUE(info) << to_string(info.error());
+    EXPECT_EQ(info->status, task_status::succeeded);
+    EXPECT_EQ(info->result, "done");
+  }
+}
+
 TEST_F(worker_test, run_enqueues_and_returns_the_final_result) {
   ASSERT_FALSE(sut->start());
   auto info = producer->run("add", encode(40, 2), {}, 10s);
