@@ -81,13 +81,14 @@ struct client::impl {
   }
 
   /// Runs one command; when the connection turns out to be dead (Redis
-  /// restarted), reconnects and tries once more.
+  /// restarted) or Redis lost the scripts (NOSCRIPT: the script did not
+  /// run), reconnects and tries once more.
   caf::expected<internal::reply_ptr>
   exec(const std::vector<std::string>& args) {
     if (auto err = ensure())
       return err;
     auto r = conn.run(args);
-    if (!r && !conn.connected()) {
+    if ((!r && !conn.connected()) || conn.scripts_lost()) {
       if (auto err = ensure())
         return err;
       r = conn.run(args);
@@ -315,17 +316,25 @@ client::enqueue_many(std::string_view name,
       cmds.push_back(impl_->conn.eval(internal::script::enqueue_many, {},
                                       std::move(argv)));
     }
-    if (auto e = impl_->ensure())
-      return e;
-    for (auto& cmd : cmds)
-      impl_->conn.append(cmd);
     caf::error err;
-    for (size_t i = 0; i < cmds.size(); ++i) {
-      auto r = impl_->conn.next_reply();
-      if (!r)
-        return std::move(r.error());
-      if ((*r)->type == REDIS_REPLY_ERROR && !err)
-        err = redis_error(r->get(), "enqueue");
+    // Twice if Redis lost its scripts: a NOSCRIPT call added nothing.
+    for (int round = 0; round < 2; ++round) {
+      if (auto e = impl_->ensure())
+        return e;
+      for (auto& cmd : cmds)
+        impl_->conn.append(cmd);
+      err = caf::none;
+      bool lost = false;
+      for (size_t i = 0; i < cmds.size(); ++i) {
+        auto r = impl_->conn.next_reply();
+        if (!r)
+          return std::move(r.error());
+        lost = lost || internal::is_noscript(r->get());
+        if ((*r)->type == REDIS_REPLY_ERROR && !err)
+          err = redis_error(r->get(), "enqueue");
+      }
+      if (!lost)
+        break;
     }
     if (err)
       return err;
@@ -390,6 +399,18 @@ caf::expected<task_info> client::run(std::string_view name, std::string payload,
   auto r = st.conn.next_reply();
   if (!r)
     return std::move(r.error());
+  if (internal::is_noscript(r->get())) {
+    // Redis lost its scripts, so the enqueue did not run: drop the wait
+    // sent behind it, load them again and send both once more.
+    st.conn.drop();
+    if (auto err = st.ensure())
+      return err;
+    if (auto err = send())
+      return err;
+    r = st.conn.next_reply();
+    if (!r)
+      return std::move(r.error());
+  }
   if ((*r)->type == REDIS_REPLY_ERROR) {
     // Unblocks the wait sent behind the failed enqueue.
     st.conn.drop();

@@ -143,9 +143,18 @@ void connection::drop() {
   }
 }
 
+bool is_noscript(const redisReply* r) {
+  return r != nullptr && r->type == REDIS_REPLY_ERROR &&
+         str(r).rfind("NOSCRIPT", 0) == 0;
+}
+
 caf::error connection::connect() {
-  if (ctx_ != nullptr)
-    return caf::none;
+  if (ctx_ != nullptr) {
+    if (!scripts_lost_)
+      return caf::none;
+    drop();
+  }
+  scripts_lost_ = false;
   // A write to a closed socket must be an error, not a signal that kills
   // the process (the runtime does the same).
   static const bool sigpipe_ignored = [] {
@@ -296,7 +305,10 @@ caf::expected<reply_ptr> connection::next_reply() {
         return io_error("read");
     }
   }
-  return reply_ptr{static_cast<redisReply*>(raw)};
+  reply_ptr r{static_cast<redisReply*>(raw)};
+  if (is_noscript(r.get()))
+    scripts_lost_ = true;
+  return r;
 }
 
 bool connection::input_buffered() const noexcept {

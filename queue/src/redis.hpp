@@ -69,12 +69,18 @@ public:
   explicit connection(const queue_config& cfg, std::string url);
   ~connection();
 
-  /// Connects (once) or reconnects; loads the scripts and creates the
-  /// consumer group.
+  /// Connects (once) or reconnects, also when the scripts were lost; loads
+  /// the scripts and creates the consumer group.
   caf::error connect();
 
   bool connected() const noexcept {
     return ctx_ != nullptr;
+  }
+
+  /// Whether Redis answered NOSCRIPT (its script cache was flushed): the
+  /// next `connect()` connects again and loads the scripts.
+  bool scripts_lost() const noexcept {
+    return scripts_lost_;
   }
 
   /// Drops the connection (after an I/O error).
@@ -120,7 +126,11 @@ private:
   redisContext* ctx_ = nullptr;
   std::string shas_[static_cast<int>(script::count)];
   std::chrono::milliseconds current_timeout_{0};
+  bool scripts_lost_ = false;
 };
+
+/// Whether `r` is Redis's NOSCRIPT error (the script did not run).
+bool is_noscript(const redisReply* r);
 
 /// Checks what workers and clients rely on: a `result_ttl` of at least a
 /// second (Redis refuses an expiry of 0, and the finish script sets one),

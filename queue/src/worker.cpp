@@ -1049,7 +1049,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         if (stop_now && steady_clock::now() > stop_deadline)
           break;
       }
-      if (!conn->connected()) {
+      if (!conn->connected() || conn->scripts_lost()) {
         if (auto err = conn->connect()) {
           lost = true;
           std::unique_lock<std::mutex> guard{mtx};

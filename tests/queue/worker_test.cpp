@@ -426,6 +426,41 @@ TEST_F(worker_test, every_waiter_of_a_task_is_woken_by_its_end) {
   }
 }
 
+TEST_F(worker_test,
+       clients_and_an_idle_worker_go_on_after_redis_flushes_its_scripts) {
+  // SCRIPT FLUSH (or a failover to a replica without them) empties Redis's
+  // script cache: every script call answers NOSCRIPT until loaded again.
+  ASSERT_FALSE(sut->start());
+  ASSERT_EQ(wait_for(*producer->enqueue("add", {}, 1, 1)).status,
+            task_status::succeeded);
+  auto flush = [&] { ASSERT_TRUE(producer->command({"SCRIPT", "FLUSH"})); };
+  flush();
+  // Only the idle worker's sweep can move a delayed task to the stream.
+  task_options later;
+  later.delay = 50ms;
+  auto delayed = producer->enqueue("add", later, 2, 2);
+  ASSERT_TRUE(delayed) << to_string(delayed.error());
+  auto info = wait_for(*delayed);
+  EXPECT_EQ(info.status, task_status::succeeded);
+  EXPECT_EQ(std::get<0>(*decode<int>(info.result)), 4);
+  flush();
+  auto ran = producer->run("add", encode(3, 3), {}, 10s);
+  ASSERT_TRUE(ran) << to_string(ran.error());
+  EXPECT_EQ(std::get<0>(*decode<int>(ran->result)), 6);
+  flush();
+  auto many = producer->enqueue_many("add", {encode(1, 0), encode(2, 0)});
+  ASSERT_TRUE(many) << to_string(many.error());
+  EXPECT_EQ(wait_for(many->back()).status, task_status::succeeded);
+  flush();
+  EXPECT_TRUE(producer->backlog());
+  flush();
+  auto waited = producer->wait(many->front(), 10s);
+  ASSERT_TRUE(waited) << to_string(waited.error());
+  EXPECT_EQ(waited->status, task_status::succeeded);
+  flush();
+  EXPECT_TRUE(producer->cancel(*delayed));
+}
+
 TEST_F(worker_test, run_enqueues_and_returns_the_final_result) {
   ASSERT_FALSE(sut->start());
   auto info = producer->run("add", encode(40, 2), {}, 10s);
