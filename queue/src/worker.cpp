@@ -63,11 +63,22 @@ struct outcome {
 /// One delivery of a task and its outcome, shared by the reading thread and
 /// a handler actor.
 struct job : delivery, outcome {
-  /// Set by the handler actor as it starts the task: a task handed to an
-  /// actor that died before starting it never ran, and is handed again
-  /// without spending an attempt.
-  std::atomic<bool> begun{false};
+  /// 0 while the task waits for its handler actor; when the actor starts
+  /// it, the steady clock's time then (ns, positive); -1 once the reading
+  /// thread withdrew it (a stop's deadline passed): the actor then skips
+  /// it. Whoever moves it from 0 decides. A task handed to an actor that
+  /// died before starting it never ran, and is handed again without
+  /// spending an attempt; its timeout counts from its start.
+  std::atomic<int64_t> begun_ns{0};
 };
+
+/// The steady clock in ns, for `job::begun_ns` (positive).
+inline int64_t steady_ns() {
+  return std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+             .count());
+}
 
 using job_ptr = std::shared_ptr<job>;
 
@@ -184,7 +195,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 
   void run_job(const job_ptr& j) {
-    j->begun.store(true, std::memory_order_release);
+    int64_t waiting = 0;
+    if (!j->begun_ns.compare_exchange_strong(waiting, internal::steady_ns(),
+                                             std::memory_order_acq_rel))
+      return; // Withdrawn (and handed back) by the reading thread.
     auto it = handlers.find(j->name);
     caf::expected<std::string> res{std::string{}};
     task_context ctx{j->id, j->attempt, j->key};
@@ -326,6 +340,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   bool loud_ack = false;
   // Read or reclaimed, not yet handed to a handler actor.
   std::vector<job_ptr> to_run;
+  // A stop has handed back the tasks this worker will not run; its last
+  // pass (sending them) has begun.
+  bool stop_handed_back = false;
+  bool stop_tail_sent = false;
 
   void update_leases() {
     std::vector<std::pair<int, std::string>> xs;
@@ -583,45 +601,87 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   /// not started (queued in its mailbox behind the message that ended it)
   /// never ran and spend no attempt: they go to the next live actor, or,
   /// when the pool gave up, back to the queue with every task not yet
-  /// handed out. The actor is dead when this runs, so `begun` is final.
+  /// handed out. The actor is dead when this runs, so `begun_ns` is final.
   void abandon(caf::actor_id id, const char* reason) {
     std::vector<job_ptr> unstarted;
     for (auto& [entry, j] : inflight) {
       if ((id != 0 && j->actor_id != id) || j->abandoned)
         continue;
-      if (j->begun.load(std::memory_order_acquire))
+      if (j->begun_ns.load(std::memory_order_acquire) != 0)
         give_up_on(*j, reason);
       else
         unstarted.push_back(j);
     }
-    // In the order they were read, ahead of anything read since.
+    for (auto& j : unstarted)
+      inflight.erase(j->entry);
+    // Fresh jobs (the old ones stay with the dead actor), in the order they
+    // were read, ahead of anything read since.
+    sort_by_entry(unstarted);
+    for (auto& j : unstarted)
+      j = fresh_copy(*j);
+    to_run.insert(to_run.begin(), unstarted.begin(), unstarted.end());
+    if (id == 0)
+      hand_back_to_run(reason);
+  }
+
+  /// At a stop's deadline: takes back every task a handler actor has not
+  /// started (the actor skips it when it comes to it) and every task not
+  /// yet handed out, and sends them back to the queue at the same attempt.
+  /// Returns whether there were any.
+  bool withdraw_unstarted() {
+    std::vector<job_ptr> withdrawn;
+    for (auto& [entry, j] : inflight) {
+      int64_t waiting = 0;
+      if (!j->abandoned && j->begun_ns.compare_exchange_strong(
+                               waiting, -1, std::memory_order_acq_rel)) {
+        j->abandoned = true;
+        withdrawn.push_back(j);
+      }
+    }
+    for (auto& j : withdrawn)
+      inflight.erase(j->entry);
+    sort_by_entry(withdrawn);
+    for (auto& j : withdrawn)
+      j = fresh_copy(*j);
+    to_run.insert(to_run.begin(), withdrawn.begin(), withdrawn.end());
+    if (to_run.empty())
+      return false;
+    hand_back_to_run("the worker stopped before running it");
+    update_leases();
+    return true;
+  }
+
+  /// A job of the same delivery, not yet started.
+  static job_ptr fresh_copy(const job& j) {
+    auto f = std::make_shared<job>();
+    static_cast<internal::delivery&>(*f) = j;
+    f->abandoned = false;
+    return f;
+  }
+
+  static void sort_by_entry(std::vector<job_ptr>& xs) {
     auto key = [](const job_ptr& j) {
       unsigned long long ms = 0;
       unsigned long long seq = 0;
       std::sscanf(j->entry.c_str(), "%llu-%llu", &ms, &seq);
       return std::make_tuple(j->stream, ms, seq);
     };
-    std::sort(
-        unstarted.begin(), unstarted.end(),
-        [&](const job_ptr& a, const job_ptr& b) { return key(a) < key(b); });
-    for (auto& j : unstarted)
-      inflight.erase(j->entry);
-    to_run.insert(to_run.begin(), unstarted.begin(), unstarted.end());
-    if (id == 0) {
-      for (auto& j : to_run)
-        hand_back(j, reason);
-      to_run.clear();
-    }
+    std::sort(xs.begin(), xs.end(), [&](const job_ptr& a, const job_ptr& b) {
+      return key(a) < key(b);
+    });
   }
 
-  /// Sends a task this worker holds but never ran back to the queue as it
+  /// Sends every task of `to_run` (held, never run) back to the queue as it
   /// came (same attempt, no delay), for any worker to take.
-  void hand_back(const job_ptr& j, const char* reason) {
-    j->kind = "retry";
-    j->text = reason;
-    j->delay_ms = 0;
-    j->requeue = true;
-    to_finish.push_back(j);
+  void hand_back_to_run(const char* reason) {
+    for (auto& j : to_run) {
+      j->kind = "retry";
+      j->text = reason;
+      j->delay_ms = 0;
+      j->requeue = true;
+      to_finish.push_back(j);
+    }
+    to_run.clear();
   }
 
   void collect(bool& stop_now, bool& pool_gone) {
@@ -669,11 +729,15 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       // Nothing is read after giving up; what was, went back (abandon).
       to_run.clear();
     }
-    auto now = steady_clock::now();
-    for (auto& [entry, j] : inflight)
-      if (!j->abandoned && j->timeout_ms > 0 &&
-          now - j->started > milliseconds{j->timeout_ms})
+    // A task's time counts from its start, not from when it was handed to
+    // a handler actor busy with others.
+    auto now = internal::steady_ns();
+    for (auto& [entry, j] : inflight) {
+      auto begun = j->begun_ns.load(std::memory_order_acquire);
+      if (!j->abandoned && j->timeout_ms > 0 && begun > 0 &&
+          now - begun > j->timeout_ms * 1'000'000)
         give_up_on(*j, fmt::format("timed out after {} ms", j->timeout_ms));
+    }
     for (auto& j : to_finish)
       inflight.erase(j->entry);
     if (!finished.empty() || !deaths.empty() || pool_gone)
@@ -1044,10 +1108,20 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       if (linger())
         collect(stop_now, pool_gone);
       if (stop_now || pool_gone) {
+        bool past = stop_now && steady_clock::now() > stop_deadline;
+        // Tasks this worker holds but will not run go back to the queue at
+        // the same attempt: at the deadline those no handler started, and
+        // any read and not handed out.
+        if (stop_now && !stop_handed_back && (past || inflight.empty())) {
+          stop_handed_back = true;
+          withdraw_unstarted();
+        }
         if (inflight.empty() && to_finish.empty())
           break;
-        if (stop_now && steady_clock::now() > stop_deadline)
+        // Past the deadline, one more pass sends what went back.
+        if (past && stop_tail_sent)
           break;
+        stop_tail_sent = past;
       }
       if (!conn->connected() || conn->scripts_lost()) {
         if (auto err = conn->connect()) {

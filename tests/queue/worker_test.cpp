@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -939,6 +940,103 @@ TEST_F(worker_test, a_task_over_its_timeout_fails_the_attempt) {
   release.set_value();
   EXPECT_EQ(info.status, task_status::dead);
   EXPECT_NE(info.error.find("timed out"), std::string::npos) << info.error;
+}
+
+TEST_F(worker_test,
+       a_task_timeout_counts_from_its_start_not_from_its_wait_for_a_handler) {
+  // "quick" (timeout 100 ms) is handed to the one handler actor together
+  // with "slow", and waits behind it longer than its timeout: it was
+  // failed as timed out, and then ran anyway.
+  cfg.concurrency = 1;
+  cfg.batch_size = 8;
+  make_sut();
+  auto release = std::make_shared<test::gate>();
+  auto running = std::make_shared<test::gate>();
+  sut->handle("slow", [release, running](task_context&, std::string_view) {
+    running->open();
+    static_cast<void>(release->pass());
+    return caf::expected<std::string>{std::string{"slow"}};
+  });
+  sut->handle("quick", [&log = logged](task_context&, std::string_view) {
+    std::lock_guard<std::mutex> guard{log.mtx};
+    log.order.emplace_back("quick");
+    return caf::expected<std::string>{std::string{"quick"}};
+  });
+  auto slow = producer->enqueue_payload("slow", "");
+  task_options opts;
+  opts.timeout = 100ms;
+  opts.max_attempts = 1;
+  auto quick = producer->enqueue_payload("quick", "", opts);
+  ASSERT_TRUE(slow && quick);
+  ASSERT_FALSE(sut->start()); // one read takes both
+  ASSERT_TRUE(running->pass());
+  // Both entries delivered and idle (waiting) for 300 ms at least, as Redis
+  // counts: XPENDING lists 4 fields per entry.
+  auto idle_of_both_over = [&](int ms) {
+    auto p = producer->command({"XPENDING", cfg.name_space + ":q:1", "workers",
+                                "IDLE", std::to_string(ms), "-", "+", "10"});
+    auto lines =
+        p && !p->empty() ? std::count(p->begin(), p->end(), '\n') + 1 : 0;
+    return uint64_t{lines == 8};
+  };
+  ASSERT_EQ(reaches([&] { return idle_of_both_over(300); }, 1), 1u);
+  release->open();
+  auto info = wait_for(*quick);
+  EXPECT_EQ(info.status, task_status::succeeded) << info.error;
+  EXPECT_EQ(wait_for(*slow).status, task_status::succeeded);
+  std::lock_guard<std::mutex> guard{logged.mtx};
+  EXPECT_EQ(logged.order, std::vector<std::string>{"quick"});
+}
+
+TEST_F(worker_test,
+       a_stop_hands_back_the_tasks_no_handler_started_by_its_deadline) {
+  // A deploy stops a worker whose handler actor is busy past the stop's
+  // deadline, with "once" (one attempt) queued behind: left pending, it
+  // was reclaimed with a second delivery and dead-lettered unrun.
+  cfg.concurrency = 1;
+  cfg.batch_size = 8;
+  make_sut();
+  auto release = std::make_shared<test::gate>();
+  auto running = std::make_shared<test::gate>();
+  auto install = [&](worker& w) {
+    w.handle("slow", [release, running](task_context&, std::string_view) {
+      running->open();
+      static_cast<void>(release->pass());
+      return caf::expected<std::string>{std::string{"slow"}};
+    });
+    w.handle("once",
+             [&log = logged](task_context& ctx,
+                             std::string_view) -> caf::expected<std::string> {
+               std::lock_guard<std::mutex> guard{log.mtx};
+               log.order.emplace_back("once");
+               return "once@" + std::to_string(ctx.attempt());
+             });
+  };
+  install(*sut);
+  auto slow = producer->enqueue_payload("slow", "");
+  task_options one;
+  one.max_attempts = 1;
+  auto once = producer->enqueue_payload("once", "", one);
+  ASSERT_TRUE(slow && once);
+  ASSERT_FALSE(sut->start()); // one read takes both
+  ASSERT_TRUE(running->pass());
+  sut->stop(100ms);
+  auto info = producer->status(*once);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->status, task_status::scheduled);
+  EXPECT_EQ(info->attempt, 1u);
+  // The next worker runs it at once (no visibility timeout to wait out).
+  worker next{rt, cfg};
+  install(next);
+  ASSERT_FALSE(next.start());
+  auto done = wait_for(*once);
+  EXPECT_EQ(done.status, task_status::succeeded);
+  EXPECT_EQ(done.result, "once@1");
+  EXPECT_EQ(next.stats().reclaimed, 0u);
+  release->open(); // the first worker's actor skips the withdrawn task
+  next.stop();
+  std::lock_guard<std::mutex> guard{logged.mtx};
+  EXPECT_EQ(logged.order, std::vector<std::string>{"once"});
 }
 
 TEST_F(worker_test, graceful_stop_finishes_and_acknowledges_in_flight_tasks) {

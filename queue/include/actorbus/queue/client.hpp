@@ -41,8 +41,9 @@ struct task_options {
   std::chrono::milliseconds backoff{100};
   /// Cap of the doubling backoff.
   std::chrono::milliseconds backoff_max{60'000};
-  /// An attempt running longer fails (0: no limit). The handler is not
-  /// interrupted; its late result is discarded.
+  /// An attempt running longer fails (0: no limit), counted from the
+  /// handler's start, not from the task's wait for a busy handler actor.
+  /// The handler is not interrupted; its late result is discarded.
   std::chrono::milliseconds timeout{0};
   /// When set, the task's effects (see `task_context::add_effect`) and its
   /// result are applied at most once for this key, however often the task

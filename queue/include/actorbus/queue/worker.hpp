@@ -150,8 +150,11 @@ public:
   caf::error start();
 
   /// Graceful stop: stops reading, lets in-flight tasks finish and
-  /// acknowledges them, waiting at most `deadline`; tasks still running then
-  /// stay unacknowledged and are reclaimed by other workers. Idempotent.
+  /// acknowledges them, waiting at most `deadline`. Tasks no handler has
+  /// started by then go back to the queue at the same attempt, for any
+  /// worker; tasks still running stay unacknowledged and are reclaimed by
+  /// other workers after the visibility timeout (an attempt spent).
+  /// Idempotent.
   void stop(caf::timespan deadline = std::chrono::seconds(10));
 
   worker_stats stats() const;
