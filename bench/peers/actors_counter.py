@@ -57,4 +57,5 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    emit("counter", "python_counter", best_rate(run, THREADS * INCREMENTS))
+    emit("counter",
+         {"python_counter": best_rate(run, THREADS * INCREMENTS)})

@@ -72,4 +72,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    emit("retry", "python_retry", best_rate(run, N))
+    emit("retry", {"python_retry": best_rate(run, N)})

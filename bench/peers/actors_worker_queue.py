@@ -53,4 +53,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    emit("worker_queue", "python_worker_queue", best_rate(run, N))
+    emit("worker_queue", {"python_worker_queue": best_rate(run, N)})

@@ -17,9 +17,11 @@ def best_rate(run, items, rounds=ROUNDS):
     return best
 
 
-def emit(group, impl, items_per_second):
-    """Prints the record of one group for bench/run.py."""
+def emit(group, rates):
+    """Prints the records of one group for bench/run.py; `rates` maps each
+    impl to its items per second."""
     print(json.dumps({"records": [
         {"group": group, "impl": impl,
-         "metrics": {"items_per_second": items_per_second}},
+         "metrics": {"items_per_second": rate}}
+        for impl, rate in rates.items()
     ]}))
