@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <random>
 
@@ -440,6 +441,57 @@ caf::expected<bool> client::cancel(std::string_view id) {
   return (*r)->integer == 1;
 }
 
+namespace {
+
+/// A dead-letter stream entry as a `dead_letter`; `name` stays empty when
+/// the entry is not one.
+dead_letter letter_of(const redisReply* e) {
+  dead_letter d;
+  if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+      e->element[1]->type != REDIS_REPLY_ARRAY)
+    return d;
+  d.entry = std::string{internal::str(e->element[0])};
+  auto* f = e->element[1];
+  for (size_t j = 0; j + 1 < f->elements; j += 2) {
+    auto key = internal::str(f->element[j]);
+    auto val = std::string{internal::str(f->element[j + 1])};
+    auto num = [&] { return std::strtoll(val.c_str(), nullptr, 10); };
+    if (key == "id") {
+      d.task_id = std::move(val);
+    } else if (key == "n") {
+      d.name = std::move(val);
+    } else if (key == "reason") {
+      d.reason = std::move(val);
+    } else if (key == "a") {
+      d.attempts = static_cast<uint32_t>(std::max<long long>(0, num()));
+    } else if (key == "p") {
+      d.payload = std::move(val);
+    } else if (key == "k") {
+      d.options.idempotency_key = std::move(val);
+    } else if (key == "pr") {
+      auto p = num();
+      if (p >= 0 && p <= 2)
+        d.options.level = static_cast<priority>(p);
+    } else if (key == "o") {
+      long long m = 0;
+      long long b = 0;
+      long long bm = 0;
+      long long t = 0;
+      if (std::sscanf(val.c_str(), "%lld %lld %lld %lld", &m, &b, &bm, &t) ==
+              4 &&
+          m >= 1 && b >= 0 && bm >= 0 && t >= 0) {
+        d.options.max_attempts = static_cast<uint32_t>(m);
+        d.options.backoff = std::chrono::milliseconds{b};
+        d.options.backoff_max = std::chrono::milliseconds{bm};
+        d.options.timeout = std::chrono::milliseconds{t};
+      }
+    }
+  }
+  return d;
+}
+
+} // namespace
+
 caf::expected<std::vector<dead_letter>>
 client::dead_letters(std::size_t count) {
   auto r = impl_->exec(
@@ -450,28 +502,9 @@ client::dead_letters(std::size_t count) {
     return redis_error(r->get(), "dead_letters");
   std::vector<dead_letter> out;
   for (size_t i = 0; i < (*r)->elements; ++i) {
-    auto* e = (*r)->element[i];
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
-      continue;
-    dead_letter d;
-    d.entry = std::string{internal::str(e->element[0])};
-    auto* f = e->element[1];
-    for (size_t j = 0; j + 1 < f->elements; j += 2) {
-      auto key = internal::str(f->element[j]);
-      auto val = std::string{internal::str(f->element[j + 1])};
-      if (key == "id")
-        d.task_id = std::move(val);
-      else if (key == "n")
-        d.name = std::move(val);
-      else if (key == "reason")
-        d.reason = std::move(val);
-      else if (key == "a")
-        d.attempts =
-            static_cast<uint32_t>(std::strtoul(val.c_str(), nullptr, 10));
-      else if (key == "p")
-        d.payload = std::move(val);
-    }
-    out.push_back(std::move(d));
+    auto d = letter_of((*r)->element[i]);
+    if (!d.entry.empty())
+      out.push_back(std::move(d));
   }
   return out;
 }
@@ -484,25 +517,16 @@ caf::expected<std::string> client::requeue(std::string_view dead_entry) {
   if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements != 1)
     return caf::make_error(caf::sec::invalid_argument,
                            "queue: no such dead letter");
-  std::string name;
-  std::string payload;
-  auto* f = (*r)->element[0]->element[1];
-  for (size_t j = 0; j + 1 < f->elements; j += 2) {
-    auto key = internal::str(f->element[j]);
-    if (key == "n")
-      name = std::string{internal::str(f->element[j + 1])};
-    else if (key == "p")
-      payload = std::string{internal::str(f->element[j + 1])};
-  }
-  if (name.empty())
+  auto d = letter_of((*r)->element[0]);
+  if (d.name.empty())
     return caf::make_error(caf::sec::invalid_argument,
                            "queue: dead letter has no task name");
-  auto id = enqueue_payload(name, std::move(payload));
+  auto id = enqueue_payload(d.name, std::move(d.payload), d.options);
   if (!id)
     return id;
-  auto d = impl_->exec({"XDEL", impl_->k.dead, std::string{dead_entry}});
-  if (!d)
-    return std::move(d.error());
+  auto del = impl_->exec({"XDEL", impl_->k.dead, std::string{dead_entry}});
+  if (!del)
+    return std::move(del.error());
   return id;
 }
 

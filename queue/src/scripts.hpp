@@ -195,7 +195,7 @@ return {entries, counts}
 // ARGV: ns, group, ttl_s, then one record per task: kind (ok|retry|dead),
 // stream index, entry id, task id, result or reason, idempotency key; for
 // retry: next attempt, retry delay ms, payload, options, name; for dead:
-// name, payload, attempts; then the effect count and per effect its
+// name, payload, attempts, options; then the effect count and per effect its
 // argument count and arguments. A record whose entry is no longer pending
 // (another worker finished it first) changes nothing. Effects run through
 // pcall: a failing one (a wrong type, an unknown command) ends its task
@@ -222,7 +222,7 @@ while i <= #ARGV do
   if kind == 'retry' then
     i = i + 5
   elseif kind == 'dead' then
-    i = i + 3
+    i = i + 4
   end
   local neff = tonumber(ARGV[i])
   i = i + 1
@@ -269,7 +269,8 @@ while i <= #ARGV do
         end
       end
       redis.call('XADD', ns .. ':dead', '*', 'id', id, 'n', f['n'] or '',
-        'reason', reason, 'a', f['a'] or '1', 'p', f['p'] or '')
+        'reason', reason, 'a', f['a'] or '1', 'p', f['p'] or '',
+        'o', f['o'] or '', 'k', key, 'pr', pr)
       redis.call('HSET', h, 's', 'dead', 'err', reason, 'ft', nows)
       redis.call('EXPIRE', h, ttl)
       if done == 0 and key ~= '' then
@@ -286,7 +287,8 @@ while i <= #ARGV do
       redis.call('ZADD', ns .. ':delayed', now + tonumber(ARGV[x + 1]), id)
     else
       redis.call('XADD', ns .. ':dead', '*', 'id', id, 'n', ARGV[x],
-        'reason', text, 'a', ARGV[x + 2], 'p', ARGV[x + 1])
+        'reason', text, 'a', ARGV[x + 2], 'p', ARGV[x + 1],
+        'o', ARGV[x + 3], 'k', key, 'pr', pr)
       if redis.call('EXISTS', h) == 1 then
         redis.call('HSET', h, 's', 'dead', 'err', text, 'ft', nows)
         redis.call('EXPIRE', h, ttl)

@@ -574,6 +574,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         argv.push_back(j->name);
         argv.push_back(j->payload);
         argv.push_back(std::to_string(j->attempt));
+        argv.push_back(j->options);
       }
       argv.push_back(std::to_string(j->effects.size()));
       for (auto& e : j->effects) {

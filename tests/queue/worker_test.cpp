@@ -586,6 +586,62 @@ TEST_F(worker_test, a_requeued_dead_letter_runs_again) {
 }
 
 TEST_F(worker_test,
+       a_requeued_dead_letter_keeps_the_options_it_was_enqueued_with) {
+  // Requeued with the defaults, a task lost its priority, its attempts and
+  // timeout, and its idempotency key (so its effects could apply twice).
+  std::atomic<int> runs{0};
+  sut->handle("fails", [&runs](task_context& ctx, std::string_view) {
+    ++runs;
+    ctx.add_effect({"INCR", "applied"});
+    return caf::expected<std::string>{
+        caf::make_error(caf::sec::runtime_error, "down")};
+  });
+  ASSERT_FALSE(sut->start());
+  task_options opts;
+  opts.level = priority::high;
+  opts.max_attempts = 2;
+  opts.backoff = 1ms;
+  opts.backoff_max = 5ms;
+  opts.timeout = 250ms;
+  opts.idempotency_key = "K1";
+  auto id = producer->enqueue_payload("fails", "p", opts);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(wait_for(*id).status, task_status::dead);
+  auto dead = producer->dead_letters();
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  auto& letter = dead->front();
+  EXPECT_EQ(letter.attempts, 2u);
+  EXPECT_EQ(letter.options.level, priority::high);
+  EXPECT_EQ(letter.options.max_attempts, 2u);
+  EXPECT_EQ(letter.options.backoff, 1ms);
+  EXPECT_EQ(letter.options.backoff_max, 5ms);
+  EXPECT_EQ(letter.options.timeout, 250ms);
+  EXPECT_EQ(letter.options.idempotency_key, "K1");
+  sut->stop();
+  auto again = producer->requeue(letter.entry);
+  ASSERT_TRUE(again);
+  auto entries =
+      producer->command({"XRANGE", cfg.name_space + ":q:0", "-", "+"});
+  ASSERT_TRUE(entries);
+  EXPECT_NE(entries->find(*again), std::string::npos) << *entries;
+  EXPECT_NE(entries->find("2 1 5 250"), std::string::npos) << *entries;
+  EXPECT_NE(entries->find("K1"), std::string::npos) << *entries;
+  // Two attempts again, as the options say.
+  make_sut();
+  sut->handle("fails", [&runs](task_context&, std::string_view) {
+    ++runs;
+    return caf::expected<std::string>{
+        caf::make_error(caf::sec::runtime_error, "down")};
+  });
+  ASSERT_FALSE(sut->start());
+  auto info = wait_for(*again);
+  EXPECT_EQ(info.status, task_status::dead);
+  EXPECT_EQ(info.attempt, 2u);
+  EXPECT_EQ(runs.load(), 4);
+}
+
+TEST_F(worker_test,
        a_delayed_task_is_scheduled_and_runs_no_earlier_than_its_delay) {
   ASSERT_FALSE(sut->start());
   task_options opts;

@@ -89,6 +89,9 @@ struct dead_letter {
   std::string reason;
   uint32_t attempts = 0;
   std::string payload;
+  /// The task's options as enqueued (its delay aside): `requeue` enqueues
+  /// it with them again, its priority and idempotency key included.
+  task_options options;
 };
 
 class client {
@@ -148,8 +151,9 @@ public:
   /// Up to `count` dead letters, oldest first.
   caf::expected<std::vector<dead_letter>> dead_letters(std::size_t count = 100);
 
-  /// Moves a dead letter back into the queue with fresh attempts. Returns
-  /// the task id.
+  /// Moves a dead letter back into the queue with fresh attempts and its
+  /// options (priority, max attempts, backoff, timeout, idempotency key).
+  /// Returns the new task id.
   caf::expected<std::string> requeue(std::string_view dead_entry);
 
   /// Number of tasks waiting in the streams and in the delayed set.
