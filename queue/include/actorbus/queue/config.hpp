@@ -38,8 +38,10 @@ struct queue_config {
   /// least 1 s: workers and clients refuse less at start).
   std::chrono::seconds result_ttl{24 * 3600};
 
-  /// Entries read per XREADGROUP and most tasks in flight per worker
-  /// process (1 gives the unbatched mode).
+  /// Entries a read takes from each priority stream, and the tasks in
+  /// flight per worker process above which it reads no more (1 gives the
+  /// unbatched mode). One read covers the three streams, so a worker may
+  /// hold up to 3 x batch_size tasks when all three have work.
   std::size_t batch_size = 256;
 
   /// Handler actors per worker process.
