@@ -21,6 +21,7 @@ namespace {
 using wait_atom = caf::atom_constant<caf::atom("aq_wait")>;
 using ready_atom = caf::atom_constant<caf::atom("aq_ready")>;
 using expire_atom = caf::atom_constant<caf::atom("aq_expire")>;
+using echo_atom = caf::atom_constant<caf::atom("aq_echo")>;
 
 constexpr auto category = caf::atom("asyncq");
 
@@ -56,6 +57,7 @@ public:
           i->second.deliver(ready_atom::value);
           waiting_.erase(i);
         },
+        [](echo_atom) { return ready_atom::value; },
         [this](expire_atom, uint64_t id) {
           auto i = waiting_.find(id);
           if (i == waiting_.end() || !expire_(id))
@@ -111,6 +113,17 @@ void await_async_queue_relay(caf::event_based_actor* self,
                              std::function<void(caf::error)> failed) {
   self->request(relay, caf::infinite, wait_atom::value, id, timeout)
       .then([done = std::move(done)](ready_atom) { done(); },
+            [failed = std::move(failed)](caf::error& err) {
+              failed(std::move(err));
+            });
+}
+
+void defer_on_async_queue_relay(caf::event_based_actor* self,
+                                const caf::actor& relay,
+                                std::function<void()> fn,
+                                std::function<void(caf::error)> failed) {
+  self->request(relay, caf::infinite, echo_atom::value)
+      .then([fn = std::move(fn)](ready_atom) { fn(); },
             [failed = std::move(failed)](caf::error& err) {
               failed(std::move(err));
             });

@@ -277,3 +277,75 @@ TEST_F(async_queue_test, producer_actors_and_consumer_threads_lose_nothing) {
   EXPECT_FALSE(sut->try_get());
   sut.reset(); // before the runtime: its relay lives there
 }
+
+TEST_F(async_queue_test,
+       an_actor_taking_items_in_a_loop_of_continuations_drains_a_long_queue) {
+  // Each get asks for the next in its continuation; with the items waiting
+  // every continuation ran inside the last, and 200,000 of them overflowed
+  // the stack.
+  make(0);
+  constexpr int n = 200'000;
+  for (int i = 0; i < n; ++i)
+    ASSERT_FALSE(sut->put(std::to_string(i), 1s));
+  actorbus::runtime::runtime rt;
+  std::promise<long> total;
+  auto started = rt.spawn(
+      [&](caf::event_based_actor* self, int count) {
+        auto next = std::make_shared<std::function<void(int, long)>>();
+        *next = [&, self, count, weak = std::weak_ptr{next}](int i, long sum) {
+          if (i == count) {
+            total.set_value(sum);
+            return;
+          }
+          sut->async_get(
+              self, long_wait,
+              [&, i, sum, loop = weak.lock()](caf::expected<std::string> x) {
+                if (!x) {
+                  total.set_value(-1);
+                  return;
+                }
+                (*loop)(i + 1, sum + std::stol(*x));
+              });
+        };
+        (*next)(0, 0);
+      },
+      n);
+  ASSERT_TRUE(started);
+  auto f = total.get_future();
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(f.get(), long{n} * (n - 1) / 2);
+  EXPECT_EQ(sut->size(), 0u);
+  sut.reset(); // before the runtime: its relay lives there
+}
+
+TEST_F(async_queue_test,
+       an_actor_putting_items_in_a_loop_of_continuations_fills_a_roomy_queue) {
+  make(0);
+  constexpr int n = 200'000;
+  actorbus::runtime::runtime rt;
+  std::promise<int> failures;
+  auto started = rt.spawn(
+      [&](caf::event_based_actor* self, int count) {
+        auto next = std::make_shared<std::function<void(int, int)>>();
+        *next = [&, self, count, weak = std::weak_ptr{next}](int i, int bad) {
+          if (i == count) {
+            failures.set_value(bad);
+            return;
+          }
+          sut->async_put(self, std::to_string(i), long_wait,
+                         [i, bad, loop = weak.lock()](
+                             caf::error err, std::optional<std::string>) {
+                           (*loop)(i + 1, bad + (err ? 1 : 0));
+                         });
+        };
+        (*next)(0, 0);
+      },
+      n);
+  ASSERT_TRUE(started);
+  auto f = failures.get_future();
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(f.get(), 0);
+  EXPECT_EQ(sut->size(), static_cast<std::size_t>(n));
+  EXPECT_EQ(*sut->get(1s), "0");
+  sut.reset();
+}

@@ -80,6 +80,39 @@ void await_async_queue_relay(caf::event_based_actor* self,
 
 void stop_async_queue_relay(const caf::actor& relay);
 
+/// Runs `fn` in `self` from a reply of `relay`, which answers at once:
+/// later, on a fresh stack.
+void defer_on_async_queue_relay(caf::event_based_actor* self,
+                                const caf::actor& relay,
+                                std::function<void()> fn,
+                                std::function<void(caf::error)> failed);
+
+/// How many continuations of async gets and puts that had their result at
+/// once run inside each other on this thread. A consumer that asks for its
+/// next item in the continuation of the last recurses while items wait;
+/// past `max_inline_nesting` the continuation is deferred (one message to
+/// the relay and back), so the stack stays bounded.
+inline thread_local int async_queue_nesting = 0;
+inline constexpr int max_inline_nesting = 16;
+
+/// Runs `fn` now, or deferred when continuations nest too deeply.
+template <class Relay>
+void run_async_queue_continuation(caf::event_based_actor* self, Relay relay,
+                                  std::function<void()> fn,
+                                  std::function<void(caf::error)> failed) {
+  if (async_queue_nesting < max_inline_nesting) {
+    ++async_queue_nesting;
+    struct unnest {
+      ~unnest() {
+        --async_queue_nesting;
+      }
+    } guard;
+    fn();
+    return;
+  }
+  defer_on_async_queue_relay(self, relay(), std::move(fn), std::move(failed));
+}
+
 } // namespace detail
 
 template <class T>
@@ -244,7 +277,11 @@ public:
       }
     }
     if (!relay) {
-      then(std::move(*g->result));
+      detail::run_async_queue_continuation(
+          self, [&] { return relay_of(self); },
+          [g, then] { then(std::move(*g->result)); },
+          // The outcome is decided already: deliver it all the same.
+          [g, then](caf::error) { then(std::move(*g->result)); });
       return;
     }
     detail::await_async_queue_relay(
@@ -282,7 +319,13 @@ public:
       }
     }
     if (!relay) {
-      then(std::move(p->error), std::move(p->item));
+      detail::run_async_queue_continuation(
+          self, [&] { return relay_of(self); },
+          [p, then] { then(std::move(p->error), std::move(p->item)); },
+          // The outcome is decided already: deliver it all the same.
+          [p, then](caf::error) {
+            then(std::move(p->error), std::move(p->item));
+          });
       return;
     }
     detail::await_async_queue_relay(
@@ -297,6 +340,11 @@ public:
   }
 
 private:
+  caf::actor relay_of(caf::event_based_actor* self) {
+    std::lock_guard<std::mutex> guard{core_->mtx};
+    return core_->relay_for(self->system(), core_);
+  }
+
   struct getter {
     uint64_t id = 0;
     std::optional<caf::expected<T>> result;
