@@ -1,16 +1,13 @@
 // producer_consumer: the seed's "Async Queues" as samples/producer_consumer
 // runs it, one producer actor putting 100,000 items "item_<i>" on an
-// async_queue that holds 4, 3 consumer actors taking them until the queue
-// is closed and drained. No sleeps: the producer's pause between puts (the
-// seed's sleep(0.1), the sample's delayed_send) is a message to itself.
-// Each consumer takes the number out of the item and adds it to a sum
-// (checked). The peer, bench/peers/actors_producer_consumer.py, runs the
-// seed's unbounded Queue() and one bounded to 4 like ours.
-//
-// Only the sample's bounded queue is measured: its consumer asks for the
-// next item inside the continuation of the last, which async_get runs at
-// once when an item is waiting, so with no bound (the producer far ahead)
-// that recursion grows with the queue and overflows the stack.
+// async_queue, 3 consumer actors taking them until the queue is closed and
+// drained. No sleeps: the producer's pause between puts (the seed's
+// sleep(0.1), the sample's delayed_send) is a message to itself. Each
+// consumer takes the number out of the item and adds it to a sum (checked).
+// producer_consumer/actorbus holds 4 items, as the sample's queue does;
+// producer_consumer/actorbus_unbounded has no bound, as the seed's Queue().
+// The peer, bench/peers/actors_producer_consumer.py, runs the seed's
+// unbounded Queue() and one bounded to 4.
 
 #include "actorbus/actors/async_queue.hpp"
 #include "actorbus/runtime/runtime.hpp"
@@ -81,10 +78,10 @@ void consume(caf::event_based_actor* self, async_queue<std::string>* queue,
       });
 }
 
-void BM_producer_consumer_actorbus(benchmark::State& state) {
+void run_pattern(benchmark::State& state, size_t capacity) {
   actorbus::runtime::runtime rt;
   for (auto _ : state) {
-    async_queue<std::string> queue{4};
+    async_queue<std::string> queue{capacity};
     std::atomic<int64_t> sum{0};
     std::vector<std::future<void>> stopped;
     for (int i = 0; i < n_consumers; ++i) {
@@ -116,10 +113,23 @@ void BM_producer_consumer_actorbus(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n_items);
 }
 
+void BM_producer_consumer_actorbus(benchmark::State& state) {
+  run_pattern(state, 4);
+}
+
+void BM_producer_consumer_actorbus_unbounded(benchmark::State& state) {
+  run_pattern(state, 0);
+}
+
 } // namespace
 
 BENCHMARK(BM_producer_consumer_actorbus)
     ->Name("producer_consumer/actorbus")
+    ->Iterations(5)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_producer_consumer_actorbus_unbounded)
+    ->Name("producer_consumer/actorbus_unbounded")
     ->Iterations(5)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
