@@ -26,39 +26,100 @@ namespace {
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-// Bytes after each result: how long the worker computed it, in ns (its own
-// clock, so the pool's dispatch latency does not count).
-constexpr size_t trailer_size = sizeof(int64_t);
+// Ends every reply of a worker: how long it computed the result, in ns (its
+// own clock, so the pool's dispatch latency does not count), and what the
+// reply carries.
+struct reply_trailer {
+  int64_t ns = 0;
+  uint64_t status = 0;
+};
 
-// The worker process: answers task frames (result + trailer) until told to
-// stop (an empty frame) or until the pool's process is gone; exits 0 then,
-// so that its supervisor (transient restart) lets it go.
+constexpr size_t trailer_size = sizeof(reply_trailer);
+
+// reply_trailer::status: the reply carries the task's result.
+constexpr uint64_t reply_result = 0;
+// reply_trailer::status: the result did not fit a frame; the reply carries
+// its size (a uint64_t) instead.
+constexpr uint64_t reply_too_large = 1;
+
+// The smallest max_frame that carries every reply.
+constexpr size_t min_max_frame = sizeof(uint64_t) + trailer_size;
+
+// Exit statuses of a worker. Workers are permanent children of the pool's
+// supervisor, so any exit before the supervisor stops them is restarted;
+// the status tells why in the supervisor's report.
+constexpr int worker_lost_pool = 0;    // the pool closed the channel, or died
+constexpr int worker_no_channel = 10;  // could not open its channel
+constexpr int worker_send_failed = 11; // the pool took no reply for 60 s
+constexpr int worker_receive_failed = 12; // a broken frame
+
+// The worker process: answers each task frame with a reply (result or its
+// size if too large, then the trailer) until the pool's process is gone or
+// closes the channel, or its supervisor stops it.
 int worker_main(const std::string& name, const pool_core::worker_fn& fn) {
   auto ch = channel::open(name, 5s);
   if (!ch)
-    return 10;
+    return worker_no_channel;
+  const auto max_result = ch->max_frame() - trailer_size;
   std::vector<std::byte> in;
   std::vector<std::byte> out;
   for (;;) {
     if (auto err = ch->receive(in, 1s)) {
       if (err == errc::timeout)
         continue;
-      return 0; // the pool closed or died
+      if (err == errc::peer_closed || err == errc::peer_dead)
+        return worker_lost_pool;
+      return worker_receive_failed;
     }
-    if (in.empty())
-      return 0;
     out.clear();
     auto t0 = clock_type::now();
     fn(in, out);
-    int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+    reply_trailer trailer;
+    trailer.ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                      clock_type::now() - t0)
                      .count();
+    if (out.size() > max_result) {
+      uint64_t size = out.size();
+      out.resize(sizeof(size));
+      std::memcpy(out.data(), &size, sizeof(size));
+      trailer.status = reply_too_large;
+    }
     auto at = out.size();
     out.resize(at + trailer_size);
-    std::memcpy(out.data() + at, &ns, trailer_size);
-    if (ch->send(out, 60s))
-      return 0;
+    std::memcpy(out.data() + at, &trailer, trailer_size);
+    if (auto err = ch->send(out, 60s))
+      return err == errc::peer_closed || err == errc::peer_dead
+                 ? worker_lost_pool
+                 : worker_send_failed;
   }
+}
+
+// Splits the trailer off a worker's reply.
+caf::error take_trailer(std::vector<std::byte>& reply, reply_trailer& out) {
+  if (reply.size() < trailer_size)
+    return make_error(errc::corrupt_frame, "worker reply without trailer");
+  auto at = reply.size() - trailer_size;
+  std::memcpy(&out, reply.data() + at, trailer_size);
+  reply.resize(at);
+  if (out.status == reply_result)
+    return caf::none;
+  if (out.status == reply_too_large && reply.size() == sizeof(uint64_t))
+    return caf::none;
+  return make_error(errc::corrupt_frame, "worker reply of unknown kind");
+}
+
+// The error of a task whose result (of the size in `reply`) did not fit.
+caf::error result_too_large(std::span<const std::byte> reply,
+                            size_t max_frame) {
+  uint64_t size = 0;
+  std::memcpy(&size, reply.data(), sizeof(size));
+  return make_error(
+      errc::frame_too_large,
+      "the task's result of " + std::to_string(size) + " bytes exceeds the " +
+          std::to_string(max_frame - trailer_size) +
+          " bytes a worker can send back (channel max_frame of " +
+          std::to_string(max_frame) + " less " + std::to_string(trailer_size) +
+          " bytes of reply trailer)");
 }
 
 struct job {
@@ -112,6 +173,10 @@ struct pool_core::impl {
   bool stopping = false;
   caf::error gave_up;
   std::vector<slot> slots;
+  // Channels of drivers that finished, open until the supervisor stopped
+  // their workers: a worker whose channel closes exits, and would be
+  // restarted.
+  std::vector<channel> retired;
   std::atomic<size_t> restarts{0};
   std::atomic<uint64_t> counter{0};
   std::vector<std::thread> drivers;
@@ -176,8 +241,10 @@ struct pool_core::impl {
     for (size_t k = 0; k < slots.size(); ++k) {
       actors::child_spec child;
       child.id = "worker-" + std::to_string(k);
-      // Workers exit 0 only when the pool tells them to stop.
-      child.restart = actors::restart_type::transient;
+      // A worker exits only when the supervisor stops it; any other exit
+      // (killed, crashed, a task calling exit(0), a lost channel) is
+      // restarted, so that no slot stays without a worker.
+      child.restart = actors::restart_type::permanent;
       child.shutdown_timeout = 2s;
       child.start = [this, k](caf::actor_system& sys) {
         return start_worker(sys, k);
@@ -202,17 +269,26 @@ struct pool_core::impl {
   }
 
   // Takes the slot's newest worker channel, waiting while the supervisor
-  // restarts it. Returns false if the pool gave up or stops.
-  bool await_worker(std::unique_lock<std::mutex>& guard, size_t k,
-                    std::optional<channel>& ch, pid_t& pid) {
+  // restarts it: at most its longest backoff plus the 30 s a start may
+  // take. Returns why there is none: the pool gave up or stops, or no
+  // worker came in time.
+  caf::error await_worker(std::unique_lock<std::mutex>& guard, size_t k,
+                          std::optional<channel>& ch, pid_t& pid) {
     auto& s = slots[k];
-    cv.wait(guard, [&] { return s.fresh || gave_up || stopping; });
+    auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(opts.restart_delay, opts.max_restart_delay) + 30s);
+    if (!cv.wait_for(guard, limit,
+                     [&] { return s.fresh || gave_up || stopping; }))
+      return make_error(errc::timeout,
+                        "worker " + std::to_string(k) +
+                            " of the process pool was not replaced within " +
+                            std::to_string(limit.count()) + " ms");
     if (!s.fresh)
-      return false;
+      return gave_up ? gave_up : make_error(errc::peer_closed, "pool stopped");
     ch = std::move(s.fresh);
     s.fresh.reset();
     pid = s.pid;
-    return true;
+    return caf::none;
   }
 
   // How many tasks worker k should have in flight: one while tasks are
@@ -251,9 +327,7 @@ struct pool_core::impl {
           fresh.push_back(std::move(queue.front()));
           queue.pop_front();
         }
-        if (!ch && !await_worker(guard, k, ch, pid)) {
-          auto err =
-              gave_up ? gave_up : make_error(errc::peer_closed, "pool stopped");
+        if (auto err = ch ? caf::error{} : await_worker(guard, k, ch, pid)) {
           guard.unlock();
           fail_all(inflight, err);
           fail_all(fresh, err);
@@ -268,20 +342,21 @@ struct pool_core::impl {
           fresh.pop_front();
         }
       }
+      reply_trailer trailer;
       if (!err && !inflight.empty()) {
         err = ch->receive(result, opts.task_timeout);
-        if (!err && result.size() < trailer_size)
-          err = make_error(errc::corrupt_frame, "worker reply without trailer");
+        if (!err)
+          err = take_trailer(result, trailer);
       }
       if (!err) {
         if (!inflight.empty()) {
-          int64_t ns = 0;
-          auto at = result.size() - trailer_size;
-          std::memcpy(&ns, result.data() + at, trailer_size);
-          result.resize(at);
-          auto took = std::chrono::nanoseconds{std::max<int64_t>(ns, 1)};
+          auto took =
+              std::chrono::nanoseconds{std::max<int64_t>(trailer.ns, 1)};
           typical = typical.count() == 0 ? took : (typical * 3 + took) / 4;
-          inflight.front().done(std::move(result));
+          if (trailer.status == reply_result)
+            inflight.front().done(std::move(result));
+          else
+            inflight.front().done(result_too_large(result, ch->max_frame()));
           inflight.pop_front();
           result = {};
         }
@@ -309,8 +384,10 @@ struct pool_core::impl {
       }
       cv.notify_all();
     }
-    if (ch)
-      (void)ch->send({}, 100ms); // the STOP message
+    if (ch) {
+      std::lock_guard guard{mx};
+      retired.push_back(std::move(*ch));
+    }
   }
 
   // Kills the process actor of worker k if it still runs process `pid`.
@@ -325,15 +402,18 @@ struct pool_core::impl {
       caf::anon_send_exit(victim, caf::exit_reason::kill);
   }
 
-  // Stops the supervisor and the actor system (see on_own_thread).
+  // Stops the supervisor and the actor system (see on_own_thread), then
+  // closes the channels of the stopped workers.
   void stop_system() {
     on_own_thread([this] {
       stop_supervisor();
       sys.reset();
     });
+    retired.clear();
   }
 
-  // Stops the supervisor (and with it every process actor), bounded.
+  // Stops the supervisor (and with it every process actor: SIGTERM, SIGKILL
+  // after kill_timeout, reaped), bounded.
   void stop_supervisor() {
     if (!sup)
       return;
@@ -367,6 +447,10 @@ pool_core::~pool_core() {
 }
 
 caf::error pool_core::start() {
+  if (impl_->opts.channel.max_frame < min_max_frame)
+    return make_error(errc::invalid_argument,
+                      "a process pool needs a channel max_frame of at least " +
+                          std::to_string(min_max_frame) + " bytes");
   caf::error err;
   on_own_thread([this, &err] {
     impl_->sys.emplace(impl_->cfg);
@@ -425,7 +509,8 @@ void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
     }
   }
   impl_->cv.notify_all();
-  // Every task ends: it has a timeout and restarts are bounded.
+  // Every task ends: each wait of a driver is bounded (task_timeout, the
+  // wait for a replaced worker) and so are restarts (max_restarts).
   std::unique_lock guard{done_mx};
   done_cv.wait(guard, [&] { return remaining == 0; });
 }

@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <future>
 #include <set>
 #include <sstream>
 #include <string>
@@ -187,6 +189,76 @@ TEST_F(process_pool_test, restarts_back_off_between_crashes) {
   EXPECT_GE(took, 700ms);
   EXPECT_LE(took, 10s);
   EXPECT_EQ(sut.restarts(), 3u);
+}
+
+namespace {
+
+// Returns i * 10; task 0 first ends its worker with exit status 0, as a task
+// calling exit(0) would, and returns only when it runs again.
+int64_t quitting_task(int64_t i) {
+  if (i == 0 && runs[0].fetch_add(1) == 0)
+    ::_exit(0);
+  return i * 10;
+}
+
+// More than the default max_frame of 64 KiB.
+using oversized = std::array<char, 70000>;
+
+oversized oversized_result(int64_t x) {
+  oversized result{};
+  result[0] = static_cast<char>(x);
+  return result;
+}
+
+} // namespace
+
+TEST_F(
+    process_pool_test,
+    a_worker_that_exits_with_status_0_mid_task_is_replaced_and_the_task_rerun) {
+  auto table = shared_array<int64_t>::create(name.str(), {1, 8});
+  ASSERT_TRUE(table);
+  runs = reinterpret_cast<std::atomic<int64_t>*>(table->data().data());
+  // Declared before the pool: if map hangs, destroying the pool ends it.
+  std::future<caf::expected<std::vector<int64_t>>> pending;
+  process_pool<int64_t, int64_t> sut{quitting_task, with_workers(1)};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto pids = sut.worker_pids();
+  pending = std::async(std::launch::async, [&] {
+    return sut.map({0, 1, 2, 3});
+  });
+  ASSERT_EQ(pending.wait_for(20s), std::future_status::ready)
+      << "map still waits for a worker that was never replaced";
+  auto res = pending.get();
+  ASSERT_TRUE(res) << describe(res.error());
+  EXPECT_EQ(*res, (std::vector<int64_t>{0, 10, 20, 30}));
+  EXPECT_EQ(runs[0].load(), 2) << "the interrupted task ran again";
+  EXPECT_EQ(sut.restarts(), 1u);
+  EXPECT_NE(sut.worker_pids(), pids) << "on a new worker";
+}
+
+TEST_F(process_pool_test,
+       a_result_larger_than_max_frame_fails_its_task_and_keeps_its_worker) {
+  auto opts = with_workers(2);
+  opts.task_timeout = 3s;
+  std::future<caf::expected<std::vector<oversized>>> pending;
+  process_pool<int64_t, oversized> sut{oversized_result, opts};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto pids = sut.worker_pids();
+  pending = std::async(std::launch::async, [&] { return sut.map({1, 2, 3}); });
+  ASSERT_EQ(pending.wait_for(20s), std::future_status::ready)
+      << "map still waits for a worker that was never replaced";
+  auto res = pending.get();
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), errc::frame_too_large) << describe(res.error());
+  auto why = describe(res.error());
+  EXPECT_NE(why.find("70000"), std::string::npos) << why;
+  EXPECT_NE(why.find("65536"), std::string::npos) << why;
+  // The same workers answer the next map the same way.
+  auto again = sut.map({4});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error(), errc::frame_too_large) << describe(again.error());
+  EXPECT_EQ(sut.restarts(), 0u);
+  EXPECT_EQ(sut.worker_pids(), pids);
 }
 
 TEST_F(process_pool_test, destroying_the_pool_stops_and_reaps_every_worker) {

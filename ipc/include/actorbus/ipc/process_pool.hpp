@@ -8,12 +8,16 @@
 // Workers are forked from the pool's process, so the task function is an
 // ordinary function of this binary. Each worker is a process child (see
 // process.hpp) of an `actors::supervisor` that the pool runs on its own small
-// actor system: a worker that dies (kill -9, crash, or killed by the pool
-// after `task_timeout`) is restarted by the supervisor with its backoff
-// (restart_delay doubling up to max_restart_delay) and intensity
-// (`max_restarts` within `restart_period`), and its tasks are re-run on a
-// worker (at least once). When the supervisor gives up, outstanding and
-// later tasks fail with `errc::peer_dead`.
+// actor system: a worker that dies or exits (kill -9, crash, a task calling
+// exit(0), or killed by the pool after `task_timeout`) is restarted by the
+// supervisor with its backoff (restart_delay doubling up to
+// max_restart_delay) and intensity (`max_restarts` within `restart_period`),
+// and its tasks are re-run on a worker (at least once). When the supervisor
+// gives up, outstanding and later tasks fail with `errc::peer_dead`.
+//
+// Sizes: a result larger than the channel's `max_frame` less 16 bytes fails
+// its task with `errc::frame_too_large` (naming both sizes); its worker goes
+// on with the next task.
 //
 // Dispatch: the pool's threads sleep on futexes while workers compute. Short
 // tasks are sent ahead, about `long_task` worth of work per worker (at least
@@ -25,7 +29,9 @@
 // Thread-safety: map, map_unordered and submit may be called from several
 // threads.
 //
-// Lifetime: destroying the pool stops and reaps its workers. A pool may live
+// Lifetime: destroying the pool waits for the tasks in progress, then its
+// supervisor stops the workers (SIGTERM; SIGKILL after a second) and reaps
+// them. A pool may live
 // in a static object (at namespace scope or function-local): its own actor
 // system is created and destroyed on a thread of its own, so destruction at
 // exit, after the main thread's thread_locals are gone, is safe.
@@ -54,7 +60,8 @@ namespace actorbus::ipc {
 struct process_pool_options {
   /// Worker processes; 0 means one per core.
   size_t workers = 0;
-  /// Channel settings per worker (frame limit bounds argument size).
+  /// Channel settings per worker. `max_frame` bounds the size of arguments
+  /// and of results (less 16 bytes); it must be at least 24 bytes.
   channel_options channel;
   /// A task running longer than this fails with `errc::timeout` (its worker
   /// is killed and replaced).
