@@ -337,7 +337,13 @@ struct pool_core::impl {
       caf::error err;
       while (!err && !fresh.empty()) {
         err = ch->send(fresh.front().arg, opts.task_timeout);
-        if (!err) {
+        if (err == errc::frame_too_large) {
+          // That task's own failure, not the worker's (run() refuses such
+          // tasks before they get here).
+          fresh.front().done(std::move(err));
+          fresh.pop_front();
+          err = caf::none;
+        } else if (!err) {
           inflight.push_back(std::move(fresh.front()));
           fresh.pop_front();
         }
@@ -496,19 +502,35 @@ void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
   std::mutex done_mx;
   std::condition_variable done_cv;
   size_t remaining = tasks.size();
+  auto finish = [&](size_t i, caf::expected<std::vector<std::byte>> r) {
+    done(i, std::move(r));
+    std::lock_guard g{done_mx};
+    if (--remaining == 0)
+      done_cv.notify_all();
+  };
+  // A task that no channel carries fails here, before any worker sees it.
+  const auto max_frame = impl_->opts.channel.max_frame;
+  std::vector<std::pair<size_t, size_t>> refused; // index, size
   {
     std::lock_guard guard{impl_->mx};
     for (size_t i = 0; i < tasks.size(); ++i) {
-      impl_->queue.push_back(job{
-          std::move(tasks[i]), [&, i](caf::expected<std::vector<std::byte>> r) {
-            done(i, std::move(r));
-            std::lock_guard g{done_mx};
-            if (--remaining == 0)
-              done_cv.notify_all();
-          }});
+      if (tasks[i].size() > max_frame) {
+        refused.emplace_back(i, tasks[i].size());
+        continue;
+      }
+      impl_->queue.push_back(
+          job{std::move(tasks[i]),
+              [&finish, i](caf::expected<std::vector<std::byte>> r) {
+                finish(i, std::move(r));
+              }});
     }
   }
   impl_->cv.notify_all();
+  for (auto [i, size] : refused)
+    finish(i, make_error(errc::frame_too_large,
+                         "the task's argument of " + std::to_string(size) +
+                             " bytes exceeds the channel max_frame of " +
+                             std::to_string(max_frame) + " bytes"));
   // Every task ends: each wait of a driver is bounded (task_timeout, the
   // wait for a replaced worker) and so are restarts (max_restarts).
   std::unique_lock guard{done_mx};

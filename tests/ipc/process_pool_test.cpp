@@ -210,6 +210,10 @@ oversized oversized_result(int64_t x) {
   return result;
 }
 
+int64_t first_byte(oversized x) {
+  return x[0];
+}
+
 } // namespace
 
 TEST_F(
@@ -257,6 +261,24 @@ TEST_F(process_pool_test,
   auto again = sut.map({4});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error(), errc::frame_too_large) << describe(again.error());
+  EXPECT_EQ(sut.restarts(), 0u);
+  EXPECT_EQ(sut.worker_pids(), pids);
+}
+
+TEST_F(
+    process_pool_test,
+    an_argument_larger_than_max_frame_fails_its_task_and_no_worker_is_killed) {
+  auto opts = with_workers(2);
+  opts.max_restarts = 20;
+  process_pool<oversized, int64_t> sut{first_byte, opts};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto pids = sut.worker_pids();
+  auto res = sut.map({oversized{}, oversized{}});
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), errc::frame_too_large) << describe(res.error());
+  auto why = describe(res.error());
+  EXPECT_NE(why.find("70000"), std::string::npos) << why;
+  EXPECT_NE(why.find("65536"), std::string::npos) << why;
   EXPECT_EQ(sut.restarts(), 0u);
   EXPECT_EQ(sut.worker_pids(), pids);
 }

@@ -15,9 +15,11 @@
 // and its tasks are re-run on a worker (at least once). When the supervisor
 // gives up, outstanding and later tasks fail with `errc::peer_dead`.
 //
-// Sizes: a result larger than the channel's `max_frame` less 16 bytes fails
-// its task with `errc::frame_too_large` (naming both sizes); its worker goes
-// on with the next task.
+// Sizes: an argument larger than the channel's `max_frame` fails its task
+// with `errc::frame_too_large` at once, before any worker sees it; a result
+// larger than `max_frame` less 16 bytes fails its task the same way (both
+// errors name the size and the limit), and its worker goes on with the next
+// task.
 //
 // Dispatch: the pool's threads sleep on futexes while workers compute. Short
 // tasks are sent ahead, about `long_task` worth of work per worker (at least
