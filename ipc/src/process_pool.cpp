@@ -3,6 +3,8 @@
 #include "actorbus/actors/supervisor.hpp"
 #include "actorbus/ipc/process.hpp"
 
+#include "segment_layout.hpp"
+
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -167,6 +169,13 @@ struct pool_core::impl {
 
   worker_fn fn;
   process_pool_options opts;
+  // Ring bytes the arguments in flight to one worker may take: no more than
+  // its task ring holds (the channel rounds its capacity up to a power of
+  // two, at least one largest frame). Every task in that ring is in flight,
+  // so a driver's send never waits for space, and it always goes on to take
+  // the results its worker waits to send: with the task ring and the result
+  // ring both full, each side would wait on the other until task_timeout.
+  uint64_t ring_bytes;
   std::mutex mx; // guards everything below but the atomics
   std::condition_variable cv;
   std::deque<job> queue;
@@ -187,6 +196,8 @@ struct pool_core::impl {
   explicit impl(worker_fn f, process_pool_options o)
       : fn(std::move(f))
       , opts(o)
+      , ring_bytes(std::max<uint64_t>(
+            o.channel.capacity, internal::frame_footprint(o.channel.max_frame)))
       , slots(o.workers) {
     // The supervisor and the process actors need little: one thread, and
     // one that sleeps while workers compute. CAF's stock polling (500 sleeps
@@ -304,13 +315,20 @@ struct pool_core::impl {
     return std::max(opts.prefetch, std::min(fill, max_window));
   }
 
+  // Ring bytes the argument of `j` takes.
+  static uint64_t footprint(const job& j) {
+    return internal::frame_footprint(j.arg.size());
+  }
+
   // Feeds worker k: tasks in flight on its channel, results in FIFO order.
+  // At most window() tasks and ring_bytes of arguments are in flight.
   void drive(size_t k) {
     std::optional<channel> ch;
     pid_t pid = 0;
     std::vector<std::byte> result;
     std::deque<job> inflight; // sent to the current worker, oldest first
     std::deque<job> fresh;    // taken from the queue, not yet sent
+    uint64_t bytes = 0;       // ring bytes of the arguments of both
     std::chrono::nanoseconds typical{0}; // smoothed compute time per task
     for (;;) {
       {
@@ -323,7 +341,13 @@ struct pool_core::impl {
         room -= std::min(room, inflight.size());
         // Take a fair share so that long tasks spread over all workers.
         auto share = std::max<size_t>(1, queue.size() / slots.size());
+        // Arguments fit max_frame (run() refuses others), so the first one
+        // always fits the ring.
         for (auto n = std::min(share, room); n > 0 && !queue.empty(); --n) {
+          auto need = footprint(queue.front());
+          if (bytes + need > ring_bytes)
+            break;
+          bytes += need;
           fresh.push_back(std::move(queue.front()));
           queue.pop_front();
         }
@@ -331,6 +355,7 @@ struct pool_core::impl {
           guard.unlock();
           fail_all(inflight, err);
           fail_all(fresh, err);
+          bytes = 0;
           continue;
         }
       }
@@ -340,6 +365,7 @@ struct pool_core::impl {
         if (err == errc::frame_too_large) {
           // That task's own failure, not the worker's (run() refuses such
           // tasks before they get here).
+          bytes -= footprint(fresh.front());
           fresh.front().done(std::move(err));
           fresh.pop_front();
           err = caf::none;
@@ -359,6 +385,7 @@ struct pool_core::impl {
           auto took =
               std::chrono::nanoseconds{std::max<int64_t>(trailer.ns, 1)};
           typical = typical.count() == 0 ? took : (typical * 3 + took) / 4;
+          bytes -= footprint(inflight.front());
           if (trailer.status == reply_result)
             inflight.front().done(std::move(result));
           else
@@ -379,6 +406,7 @@ struct pool_core::impl {
         inflight.pop_front();
       }
       // Re-run the rest (they were lost with the worker) elsewhere.
+      bytes = 0;
       std::lock_guard guard{mx};
       while (!fresh.empty()) {
         queue.push_front(std::move(fresh.back()));

@@ -214,6 +214,15 @@ int64_t first_byte(oversized x) {
   return x[0];
 }
 
+// Fits a frame; a 1 MiB ring holds 34 of them.
+using payload = std::array<char, 30000>;
+
+// Counts its runs in runs[0].
+payload echo(payload x) {
+  runs[0].fetch_add(1);
+  return x;
+}
+
 } // namespace
 
 TEST_F(
@@ -281,6 +290,37 @@ TEST_F(
   EXPECT_NE(why.find("65536"), std::string::npos) << why;
   EXPECT_EQ(sut.restarts(), 0u);
   EXPECT_EQ(sut.worker_pids(), pids);
+}
+
+TEST_F(process_pool_test,
+       large_arguments_and_results_of_short_tasks_complete_without_a_timeout) {
+  auto table = shared_array<int64_t>::create(name.str(), {1, 8});
+  ASSERT_TRUE(table);
+  runs = reinterpret_cast<std::atomic<int64_t>*>(table->data().data());
+  auto opts = with_workers(1);
+  opts.task_timeout = 3s;
+  opts.max_restarts = 3;
+  process_pool<payload, payload> sut{echo, opts};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  // 400 tasks of 30 kB each way: 12 MB, a dozen rings' worth per direction,
+  // and short, so that the pool sends many ahead.
+  std::vector<payload> args(400);
+  for (size_t i = 0; i < args.size(); ++i) {
+    args[i][0] = static_cast<char>(i);
+    args[i][args[i].size() - 1] = static_cast<char>(i / 256);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = sut.map(args);
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(res) << describe(res.error()) << "; fn ran " << runs[0].load()
+                   << " times, " << sut.restarts() << " restarts";
+  ASSERT_EQ(res->size(), args.size());
+  for (size_t i = 0; i < args.size(); ++i)
+    ASSERT_EQ((*res)[i], args[i]) << "task " << i;
+  EXPECT_EQ(runs[0].load(), 400) << "every task ran once";
+  EXPECT_EQ(sut.restarts(), 0u);
+  // A driver and a worker waiting on each other end only by the timeout.
+  EXPECT_LT(took, opts.task_timeout);
 }
 
 TEST_F(process_pool_test, destroying_the_pool_stops_and_reaps_every_worker) {

@@ -23,7 +23,8 @@
 //
 // Dispatch: the pool's threads sleep on futexes while workers compute. Short
 // tasks are sent ahead, about `long_task` worth of work per worker (at least
-// `prefetch`, at most 256 tasks), so that a worker never waits for its next
+// `prefetch`, at most 256 tasks, and no more argument bytes than the
+// channel's `capacity` holds), so that a worker never waits for its next
 // one; tasks that take longer than `long_task` (as timed by the worker) go
 // out one at a time, so a worker that finishes early takes the remaining
 // ones instead of idling while another works through its backlog.
