@@ -343,6 +343,9 @@ TEST_F(process_test, a_process_actor_dropped_by_everyone_kills_its_process) {
     pid = sut->pid;
     ASSERT_EQ(pid_in(progress.next_line(10s)), pid);
     self->send_exit(sut->actor, caf::exit_reason::kill);
+    // The down message follows the actor's cleanup, which reaps the child:
+    // without it, TearDown could see the zombie the watcher is about to reap.
+    EXPECT_EQ(await_down(sut->actor, 10s), caf::exit_reason::kill);
   }
   EXPECT_TRUE(ends_within(pid, 5s));
 }
