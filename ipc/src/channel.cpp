@@ -25,6 +25,17 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
+// now + timeout, saturated: timeout_type::max() waits for good instead of
+// overflowing into the past.
+clock_type::time_point deadline_after(std::chrono::nanoseconds timeout) {
+  auto now = clock_type::now();
+  if (timeout <= std::chrono::nanoseconds::zero())
+    return now;
+  if (timeout >= clock_type::time_point::max() - now)
+    return clock_type::time_point::max();
+  return now + timeout;
+}
+
 // Not FUTEX_PRIVATE: the word lives in memory shared between processes.
 void futex_wait(std::atomic<uint32_t>& word, uint32_t expected,
                 std::chrono::nanoseconds rel) {
@@ -53,6 +64,11 @@ inline void cpu_relax() {
 #endif
 }
 
+// The largest max_frame a channel may have, and the longest liveness
+// interval it takes (a day; longer ones are cut to it).
+constexpr uint64_t max_frame_limit = uint64_t{1} << 30;
+constexpr int64_t max_liveness_interval_ms = 86'400'000;
+
 uint64_t random_generation() {
   std::random_device rd;
   uint64_t g =
@@ -61,11 +77,15 @@ uint64_t random_generation() {
   return g == 0 ? 1 : g;
 }
 
-// Why an existing segment with our name can or cannot be reclaimed.
-enum class existing_state { stale, live, foreign, vanished };
+// Why an existing segment with our name can or cannot be reclaimed. Every
+// segment is published complete (see shm.hpp), so a bad header is garbage,
+// not a creator still at work.
+enum class existing_state { stale, live, foreign, vanished, unreadable };
 
-existing_state inspect_existing(const std::string& name, std::string& why) {
-  auto seg = open_checked(name, 1);
+existing_state inspect_existing(const std::string& name, std::string& why,
+                                shm_identity& seen) {
+  seen = shm_identity{};
+  auto seg = open_checked(name, 1, &seen);
   if (!seg) {
     if (seg.error() == errc::not_found)
       return existing_state::vanished;
@@ -73,7 +93,11 @@ existing_state inspect_existing(const std::string& name, std::string& why) {
       why = describe(seg.error());
       return existing_state::foreign;
     }
-    return existing_state::stale; // unreadable or empty: garbage
+    if (seen == shm_identity{}) {
+      why = describe(seg.error());
+      return existing_state::unreadable;
+    }
+    return existing_state::stale; // empty: garbage
   }
   if (seg->size < sizeof(segment_header))
     return existing_state::stale;
@@ -90,6 +114,14 @@ existing_state inspect_existing(const std::string& name, std::string& why) {
   return existing_state::live;
 }
 
+// The sizes and timing of a channel, as this process uses them.
+struct channel_sizes {
+  uint64_t capacity = 0;
+  uint64_t max_frame = 0;
+  uint64_t liveness_interval_ms = 0;
+  uint64_t generation = 0;
+};
+
 } // namespace
 
 struct channel::impl {
@@ -97,12 +129,18 @@ struct channel::impl {
   shm_mapping seg;
   segment_header* hdr = nullptr;
   std::byte* data[2] = {nullptr, nullptr};
+  // Sizes from the header, checked once against the mapping and kept here:
+  // the header is writable by the other process, so they are never read
+  // from it again.
+  uint64_t capacity = 0;
   uint64_t mask = 0;
   uint64_t generation = 0;
   size_t max_frame = 0;
   std::chrono::nanoseconds liveness_interval{0};
   bool owner = false;
-  bool closed = false;
+  // Set by close(), which another thread may call while a send or receive
+  // blocks; that call then returns at once.
+  std::atomic<bool> closed{false};
   // Last seen consumer position of the outgoing ring and producer position
   // of the incoming ring (both only grow).
   uint64_t cached_tail = 0;
@@ -170,23 +208,25 @@ struct channel::impl {
     return check_other_side();
   }
 
-  void setup_pointers() {
+  // Takes sizes that were checked against the mapping (see open).
+  void setup_pointers(const channel_sizes& checked) {
     hdr = static_cast<segment_header*>(seg.data());
+    capacity = checked.capacity;
     auto* base = static_cast<std::byte*>(seg.data()) + sizeof(segment_header);
     data[0] = base;
-    data[1] = base + hdr->capacity;
-    mask = hdr->capacity - 1;
-    generation = hdr->generation;
-    max_frame = static_cast<size_t>(hdr->max_frame);
+    data[1] = base + capacity;
+    mask = capacity - 1;
+    generation = checked.generation;
+    max_frame = static_cast<size_t>(checked.max_frame);
     cached_tail = hdr->rings[out_ring()].tail.load(std::memory_order_acquire);
     cached_head = hdr->rings[in_ring()].head.load(std::memory_order_acquire);
-    liveness_interval = std::chrono::milliseconds(
-        std::max<uint64_t>(hdr->liveness_interval_ms, 1));
+    liveness_interval = std::chrono::milliseconds(std::clamp<uint64_t>(
+        checked.liveness_interval_ms, 1, max_liveness_interval_ms));
   }
 
   void copy_in(int ring, uint64_t pos, const void* src, size_t n) {
     auto off = pos & mask;
-    auto first = std::min<uint64_t>(n, hdr->capacity - off);
+    auto first = std::min<uint64_t>(n, capacity - off);
     std::memcpy(data[ring] + off, src, first);
     if (first < n)
       std::memcpy(data[ring], static_cast<const std::byte*>(src) + first,
@@ -195,7 +235,7 @@ struct channel::impl {
 
   void copy_out(int ring, uint64_t pos, void* dst, size_t n) {
     auto off = pos & mask;
-    auto first = std::min<uint64_t>(n, hdr->capacity - off);
+    auto first = std::min<uint64_t>(n, capacity - off);
     std::memcpy(dst, data[ring] + off, first);
     if (first < n)
       std::memcpy(static_cast<std::byte*>(dst) + first, data[ring], n - first);
@@ -227,6 +267,15 @@ struct channel::impl {
       if (ready()) {
         waiting.store(0, std::memory_order_relaxed);
         return caf::none;
+      }
+      // close() sets this before it bumps the futex words: either it shows
+      // here or the sleep below ends at once.
+      if (closed.load(std::memory_order_acquire)) {
+        waiting.store(0, std::memory_order_relaxed);
+        return make_error(errc::invalid_argument,
+                          "'" + name +
+                              "' was closed by this side while "
+                              "waiting");
       }
       if (auto err = check_other_side_at_most_every_interval(next_probe)) {
         waiting.store(0, std::memory_order_relaxed);
@@ -275,21 +324,43 @@ caf::expected<channel> channel::create(const std::string& name,
                                        channel_options opts) {
   if (auto err = check_name(name))
     return err;
-  if (opts.max_frame == 0 || opts.max_frame > (size_t{1} << 30))
+  if (opts.max_frame == 0 || opts.max_frame > max_frame_limit)
     return make_error(errc::invalid_argument,
                       "max_frame must be between 1 byte and 1 GiB");
   auto cap = std::bit_ceil(std::max<uint64_t>(
       {opts.capacity, frame_footprint(opts.max_frame), uint64_t{4096}}));
-  auto size = segment_size(cap);
-  caf::expected<shm_mapping> seg = make_error(errc::already_exists);
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    seg = create_exclusive(name, size);
-    if (seg || seg.error() != errc::already_exists)
+  auto obj = unnamed_object::create(segment_size(cap));
+  if (!obj)
+    return std::move(obj.error());
+  channel_sizes sizes{
+      cap, opts.max_frame,
+      static_cast<uint64_t>(std::clamp<int64_t>(opts.liveness_interval.count(),
+                                                1, max_liveness_interval_ms)),
+      random_generation()};
+  // The header is complete before the segment gets its name.
+  auto* hdr = new (obj->mapping.data()) segment_header{};
+  hdr->version = channel_version;
+  hdr->header_size = sizeof(segment_header);
+  hdr->generation = sizes.generation;
+  hdr->capacity = sizes.capacity;
+  hdr->max_frame = sizes.max_frame;
+  hdr->liveness_interval_ms = sizes.liveness_interval_ms;
+  hdr->owner.store(self_identity(), std::memory_order_relaxed);
+  hdr->magic.store(channel_magic, std::memory_order_release);
+  for (int attempt = 0;; ++attempt) {
+    auto err = obj->publish(name);
+    if (!err)
       break;
+    if (err != errc::already_exists || attempt == 3)
+      return err;
     std::string why;
-    switch (inspect_existing(name, why)) {
+    shm_identity seen;
+    switch (inspect_existing(name, why, seen)) {
     case existing_state::stale:
-      remove(name); // reclaimed: garbage header or dead owner
+      // Reclaimed: garbage header or dead owner. If another creator
+      // reclaimed it first, this removes nothing and the next round looks
+      // at what that creator published.
+      remove_if_same(name, seen);
       break;
     case existing_state::vanished:
       break;
@@ -297,25 +368,15 @@ caf::expected<channel> channel::create(const std::string& name,
       return make_error(errc::already_exists, why);
     case existing_state::foreign:
       return make_error(errc::permission_denied, why);
+    case existing_state::unreadable:
+      return make_error(errc::system_error, why);
     }
   }
-  if (!seg)
-    return std::move(seg.error());
   auto ptr = std::make_unique<impl>();
   ptr->name = name;
   ptr->owner = true;
-  ptr->seg = std::move(*seg);
-  auto* hdr = new (ptr->seg.data()) segment_header{};
-  hdr->version = channel_version;
-  hdr->header_size = sizeof(segment_header);
-  hdr->generation = random_generation();
-  hdr->capacity = cap;
-  hdr->max_frame = opts.max_frame;
-  hdr->liveness_interval_ms = static_cast<uint64_t>(
-      std::max<int64_t>(opts.liveness_interval.count(), 1));
-  hdr->owner.store(self_identity(), std::memory_order_relaxed);
-  hdr->magic.store(channel_magic, std::memory_order_release);
-  ptr->setup_pointers();
+  ptr->seg = std::move(obj->mapping);
+  ptr->setup_pointers(sizes);
   ptr->heartbeat();
   return channel{std::move(ptr)};
 }
@@ -324,7 +385,7 @@ caf::expected<channel> channel::open(const std::string& name,
                                      timeout_type wait) {
   if (auto err = check_name(name))
     return err;
-  auto deadline = clock_type::now() + wait;
+  auto deadline = deadline_after(wait);
   caf::expected<shm_mapping> seg = make_error(errc::not_found);
   segment_header* hdr = nullptr;
   for (;;) {
@@ -339,16 +400,24 @@ caf::expected<channel> channel::open(const std::string& name,
     bool retry = seg.error() == errc::not_found ||
                  seg.error() == errc::incompatible ||
                  seg.error() == errc::permission_denied;
-    // Retrying on the latter two covers a creator caught mid-setup.
+    // Retrying on the latter two covers a stale segment that a creator is
+    // about to reclaim and replace.
     if (!retry || clock_type::now() >= deadline)
       return std::move(seg.error());
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (hdr->version != channel_version ||
-      hdr->header_size != sizeof(segment_header) || hdr->capacity == 0 ||
-      !std::has_single_bit(hdr->capacity) || hdr->max_frame == 0 ||
-      frame_footprint(hdr->max_frame) > hdr->capacity ||
-      segment_size(hdr->capacity) != seg->size)
+  // One copy of the sizes, checked against the real size of the mapping
+  // without overflow; the channel uses only this copy.
+  auto version = hdr->version;
+  auto header_size = hdr->header_size;
+  channel_sizes checked{hdr->capacity, hdr->max_frame,
+                        hdr->liveness_interval_ms, hdr->generation};
+  auto rings_size = seg->size - sizeof(segment_header); // >= 0: open_checked
+  if (version != channel_version || header_size != sizeof(segment_header) ||
+      checked.capacity == 0 || !std::has_single_bit(checked.capacity) ||
+      checked.capacity > rings_size / 2 || checked.capacity * 2 != rings_size ||
+      checked.max_frame == 0 || checked.max_frame > max_frame_limit ||
+      frame_footprint(checked.max_frame) > checked.capacity)
     return make_error(errc::incompatible,
                       "'" + name +
                           "' has a header of another version or a "
@@ -372,14 +441,14 @@ caf::expected<channel> channel::open(const std::string& name,
   ptr->name = name;
   ptr->owner = false;
   ptr->seg = std::move(*seg);
-  ptr->setup_pointers();
+  ptr->setup_pointers(checked);
   ptr->heartbeat();
   return channel{std::move(ptr)};
 }
 
 caf::error channel::send(std::span<const std::byte> frame,
                          timeout_type timeout) {
-  if (!impl_ || impl_->closed)
+  if (!impl_ || impl_->closed.load(std::memory_order_relaxed))
     return make_error(errc::invalid_argument, "send on a closed channel");
   auto& d = *impl_;
   if (frame.size() > d.max_frame)
@@ -396,13 +465,13 @@ caf::error channel::send(std::span<const std::byte> frame,
   // The consumer's position is re-read only when the cached one shows too
   // little space: one shared cache line less per frame.
   auto has_space = [&] {
-    if (d.hdr->capacity - (head - d.cached_tail) >= need)
+    if (d.capacity - (head - d.cached_tail) >= need)
       return true;
     d.cached_tail = rc.tail.load(std::memory_order_acquire);
-    return d.hdr->capacity - (head - d.cached_tail) >= need;
+    return d.capacity - (head - d.cached_tail) >= need;
   };
   if (!has_space()) {
-    auto deadline = clock_type::now() + timeout;
+    auto deadline = deadline_after(timeout);
     if (auto err = d.wait_until(rc.space_seq, rc.writer_waiting, has_space,
                                 deadline, true, d.next_probe[0]))
       return err;
@@ -420,7 +489,7 @@ caf::error channel::send(std::span<const std::byte> frame,
 }
 
 caf::error channel::receive(std::vector<std::byte>& out, timeout_type timeout) {
-  if (!impl_ || impl_->closed)
+  if (!impl_ || impl_->closed.load(std::memory_order_relaxed))
     return make_error(errc::invalid_argument, "receive on a closed channel");
   auto& d = *impl_;
   auto& rc = d.hdr->rings[d.in_ring()];
@@ -432,14 +501,14 @@ caf::error channel::receive(std::vector<std::byte>& out, timeout_type timeout) {
     return d.cached_head != tail;
   };
   if (!has_data()) {
-    auto deadline = clock_type::now() + timeout;
+    auto deadline = deadline_after(timeout);
     if (auto err = d.wait_until(rc.data_seq, rc.reader_waiting, has_data,
                                 deadline, false, d.next_probe[1]))
       return err;
   }
   auto avail = d.cached_head - tail;
   uint32_t len = 0;
-  if (avail < frame_header_size || avail > d.hdr->capacity)
+  if (avail < frame_header_size || avail > d.capacity)
     return make_error(errc::corrupt_frame,
                       "ring positions of '" + d.name + "' are inconsistent");
   d.copy_out(d.in_ring(), tail, &len, sizeof(len));
@@ -467,10 +536,9 @@ caf::expected<std::vector<std::byte>> channel::receive(timeout_type timeout) {
 }
 
 void channel::close() noexcept {
-  if (!impl_ || impl_->closed)
+  if (!impl_ || impl_->closed.exchange(true, std::memory_order_acq_rel))
     return;
   auto& d = *impl_;
-  d.closed = true;
   d.my_closed().store(1, std::memory_order_release);
   for (auto& rc : d.hdr->rings) {
     notify(rc.data_seq);
@@ -483,15 +551,8 @@ void channel::close() noexcept {
     unlink =
         d.hdr->owner_closed.load(std::memory_order_acquire) == 0 && !alive(w);
   }
-  if (unlink) {
-    // Only unlink the name if it still refers to this segment.
-    auto again = open_checked(d.name, sizeof(segment_header));
-    if (again) {
-      auto* other = static_cast<segment_header*>(again->data());
-      if (other->generation == d.generation)
-        remove(d.name);
-    }
-  }
+  if (unlink)
+    remove_if_same(d.name, d.seg.id); // not a successor's segment
   if (!d.owner) {
     // Leave the peer slot free for a successor.
     auto me = self_identity();
@@ -504,7 +565,7 @@ bool channel::is_owner() const noexcept {
 }
 
 bool channel::other_side_alive() const {
-  if (!impl_ || impl_->closed)
+  if (!impl_ || impl_->closed.load(std::memory_order_acquire))
     return false;
   return !impl_->check_other_side() &&
          impl_->other_word().load(std::memory_order_acquire) != 0;

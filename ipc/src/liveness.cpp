@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,34 +14,46 @@ namespace actorbus::ipc::internal {
 
 namespace {
 
-// Reads state and start time from /proc/<pid>/stat; false if unreadable.
-bool read_stat(pid_t pid, char& state, uint64_t& start) {
+// What /proc/<pid>/stat said: read, the process is gone (ENOENT, ESRCH),
+// or nothing either way (out of descriptors, /proc not mounted, ...).
+enum class stat_result { read, gone, unknown };
+
+stat_result from_errno(int err) {
+  return err == ENOENT || err == ESRCH ? stat_result::gone
+                                       : stat_result::unknown;
+}
+
+// Reads state and start time from /proc/<pid>/stat.
+stat_result read_stat(pid_t pid, char& state, uint64_t& start) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return false;
+    return from_errno(errno);
   char buf[1024];
   auto n = ::read(fd, buf, sizeof(buf) - 1);
+  auto err = errno;
   ::close(fd);
-  if (n <= 0)
-    return false;
+  if (n < 0)
+    return from_errno(err);
+  if (n == 0)
+    return stat_result::gone; // reaped between open and read
   buf[n] = '\0';
   // The command name may contain spaces and parentheses: skip to the last ')'.
   char* p = std::strrchr(buf, ')');
   if (p == nullptr || p[1] != ' ')
-    return false;
+    return stat_result::unknown;
   p += 2;
   state = *p;
   // Fields after the name: state is field 3, starttime is field 22.
   for (int field = 3; field < 22; ++field) {
     p = std::strchr(p, ' ');
     if (p == nullptr)
-      return false;
+      return stat_result::unknown;
     ++p;
   }
   start = std::strtoull(p, nullptr, 10);
-  return true;
+  return stat_result::read;
 }
 
 process_id_word pack(pid_t pid, uint64_t start) {
@@ -59,8 +72,8 @@ process_id_word self_identity() {
     return w;
   char state = 0;
   uint64_t start = 0;
-  if (!read_stat(pid, state, start))
-    start = 0;
+  if (read_stat(pid, state, start) != stat_result::read)
+    return pack(pid, 0); // not cached: the next call asks /proc again
   w = pack(pid, start);
   cached.store(w, std::memory_order_relaxed);
   return w;
@@ -69,7 +82,7 @@ process_id_word self_identity() {
 process_id_word identity_of(pid_t pid) {
   char state = 0;
   uint64_t start = 0;
-  if (pid <= 0 || !read_stat(pid, state, start))
+  if (pid <= 0 || read_stat(pid, state, start) != stat_result::read)
     return 0;
   if (state == 'Z' || state == 'X' || state == 'x')
     return 0;
@@ -77,9 +90,23 @@ process_id_word identity_of(pid_t pid) {
 }
 
 bool alive(process_id_word w) {
-  if (w == 0)
+  auto pid = pid_of(w);
+  if (w == 0 || pid <= 0)
     return false;
-  return identity_of(pid_of(w)) == w;
+  char state = 0;
+  uint64_t start = 0;
+  switch (read_stat(pid, state, start)) {
+  case stat_result::read:
+    return state != 'Z' && state != 'X' && state != 'x' &&
+           pack(pid, start) == w;
+  case stat_result::gone:
+    return false;
+  case stat_result::unknown:
+    break;
+  }
+  // /proc cannot tell: kill(2) needs no descriptor and still knows whether
+  // the pid exists (a reused pid passes until /proc answers again).
+  return ::kill(pid, 0) == 0 || errno == EPERM;
 }
 
 uint64_t monotonic_ms() {

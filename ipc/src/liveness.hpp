@@ -24,7 +24,9 @@ inline pid_t pid_of(process_id_word w) {
 }
 
 /// Returns whether the process named by `w` still runs (not a zombie, not a
-/// reused pid).
+/// reused pid). Only /proc saying the pid is gone (ENOENT, ESRCH) counts as
+/// dead; when /proc cannot be read (e.g. EMFILE), the pid's existence
+/// decides.
 bool alive(process_id_word w);
 
 /// Milliseconds on the monotonic clock, for heartbeats.

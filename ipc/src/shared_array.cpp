@@ -39,7 +39,6 @@ struct array_segment::impl {
   shm_mapping seg;
   std::vector<size_t> shape;
   size_t count = 0;
-  uint64_t generation = 0;
   bool creator = false;
   bool closed = false;
 
@@ -80,13 +79,35 @@ array_segment::create(const std::string& name, std::string_view type,
   if (count > (size_t{1} << 40) / elem_size)
     return make_error(errc::invalid_argument, "shared array over 1 TiB");
   auto bytes = data_offset + std::max<size_t>(count * elem_size, 1);
-  auto seg = create_exclusive(name, bytes);
-  for (int attempt = 0;
-       !seg && seg.error() == errc::already_exists && attempt < 3; ++attempt) {
+  auto obj = unnamed_object::create(bytes);
+  if (!obj)
+    return std::move(obj.error());
+  // The header is complete before the array gets its name, so whoever
+  // attaches finds it whole.
+  auto* hdr = new (obj->mapping.data()) array_header{};
+  hdr->version = array_version;
+  hdr->ndim = static_cast<uint32_t>(shape.size());
+  std::memcpy(hdr->type, type.data(), std::min(type.size(), size_t{15}));
+  hdr->elem_size = elem_size;
+  hdr->count = count;
+  for (size_t i = 0; i < shape.size(); ++i)
+    hdr->shape[i] = shape[i];
+  hdr->creator.store(self_identity(), std::memory_order_relaxed);
+  hdr->generation = obj->mapping.id.ino ^ monotonic_ms();
+  hdr->magic.store(array_magic, std::memory_order_release);
+  for (int attempt = 0;; ++attempt) {
+    auto err = obj->publish(name);
+    if (!err)
+      break;
+    if (err != errc::already_exists || attempt == 3)
+      return err;
     // Reclaim the name if its creator is dead or its header is garbage.
-    auto old = open_checked(name, 1);
+    shm_identity seen;
+    auto old = open_checked(name, 1, &seen);
     if (!old) {
-      if (old.error() == errc::permission_denied)
+      if (old.error() == errc::not_found)
+        continue;
+      if (old.error() == errc::permission_denied || seen == shm_identity{})
         return std::move(old.error());
     } else if (old->size >= sizeof(array_header)) {
       auto* h = static_cast<array_header*>(old->data());
@@ -96,28 +117,15 @@ array_segment::create(const std::string& name, std::string_view type,
                           "'" + name + "' was created by live process " +
                               std::to_string(pid_of(w)));
     }
-    remove(name);
-    seg = create_exclusive(name, bytes);
+    // If another creator reclaimed it first, this removes nothing and the
+    // next round looks at what that creator published.
+    remove_if_same(name, seen);
   }
-  if (!seg)
-    return std::move(seg.error());
   auto ptr = std::make_unique<impl>();
   ptr->name = name;
-  ptr->seg = std::move(*seg);
-  auto* hdr = new (ptr->seg.data()) array_header{};
-  hdr->version = array_version;
-  hdr->ndim = static_cast<uint32_t>(shape.size());
-  std::memcpy(hdr->type, type.data(), std::min(type.size(), size_t{15}));
-  hdr->elem_size = elem_size;
-  hdr->count = count;
-  for (size_t i = 0; i < shape.size(); ++i)
-    hdr->shape[i] = shape[i];
-  hdr->creator.store(self_identity(), std::memory_order_relaxed);
-  hdr->generation = reinterpret_cast<uintptr_t>(ptr.get()) ^ monotonic_ms();
-  hdr->magic.store(array_magic, std::memory_order_release);
+  ptr->seg = std::move(obj->mapping);
   ptr->shape = shape;
   ptr->count = count;
-  ptr->generation = hdr->generation;
   ptr->creator = true;
   return array_segment{std::move(ptr)};
 }
@@ -128,29 +136,43 @@ caf::expected<array_segment> array_segment::attach(const std::string& name,
   auto seg = open_checked(name, data_offset);
   if (!seg)
     return std::move(seg.error());
+  // The header is shared and writable by other processes: read it once,
+  // then check that copy against the mapping's real size, without overflow.
   auto* hdr = static_cast<array_header*>(seg->data());
-  if (hdr->magic.load(std::memory_order_acquire) != array_magic ||
-      hdr->version != array_version || hdr->ndim == 0 || hdr->ndim > max_dims)
+  auto magic = hdr->magic.load(std::memory_order_acquire);
+  auto version = hdr->version;
+  auto ndim = hdr->ndim;
+  if (magic != array_magic || version != array_version || ndim == 0 ||
+      ndim > max_dims)
     return make_error(errc::incompatible,
                       "'" + name + "' is not a shared array of this version");
-  std::string_view stored{hdr->type, strnlen(hdr->type, sizeof(hdr->type))};
+  char type_field[sizeof(hdr->type)];
+  std::memcpy(type_field, hdr->type, sizeof(type_field));
+  std::string_view stored{type_field, strnlen(type_field, sizeof(type_field))};
   if (stored != type || hdr->elem_size != elem_size)
     return make_error(errc::incompatible, "'" + name + "' holds " +
                                               std::string{stored} + ", not " +
                                               std::string{type});
-  std::vector<size_t> shape(hdr->shape, hdr->shape + hdr->ndim);
+  std::vector<size_t> shape(hdr->shape, hdr->shape + ndim);
+  auto stored_count = hdr->count;
+  auto room = (seg->size - data_offset) / elem_size; // size >= data_offset
   size_t count = 1;
-  for (auto d : shape)
+  for (auto d : shape) {
+    if (d != 0 && count > room / d)
+      return make_error(errc::incompatible,
+                        "'" + name + "' is smaller than its shape says");
     count *= d;
-  if (count != hdr->count || data_offset + count * elem_size > seg->size)
+  }
+  if (count != stored_count)
     return make_error(errc::incompatible,
-                      "'" + name + "' is smaller than its shape says");
+                      "'" + name +
+                          "' has a shape that does not match its "
+                          "element count");
   auto ptr = std::make_unique<impl>();
   ptr->name = name;
   ptr->seg = std::move(*seg);
   ptr->shape = std::move(shape);
   ptr->count = count;
-  ptr->generation = hdr->generation;
   return array_segment{std::move(ptr)};
 }
 
@@ -181,14 +203,8 @@ void array_segment::close() noexcept {
   if (!impl_ || impl_->closed)
     return;
   impl_->closed = true;
-  if (impl_->creator) {
-    // Unlink only if the name still refers to our segment.
-    if (auto again = open_checked(impl_->name, sizeof(array_header))) {
-      auto* h = static_cast<array_header*>(again->data());
-      if (h->generation == impl_->generation)
-        remove(impl_->name);
-    }
-  }
+  if (impl_->creator)
+    remove_if_same(impl_->name, impl_->seg.id); // not a successor's array
   impl_->seg = shm_mapping{};
 }
 

@@ -10,6 +10,7 @@
 #include <list>
 #include <mutex>
 #include <random>
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace actorbus::ipc {
@@ -54,9 +55,18 @@ bool probably_alive(uint64_t w) {
   return ::kill(pid_of(w), 0) == 0 || errno != ESRCH;
 }
 
+// Frees the pages of a buffer nobody holds any more, in every process at
+// once: the mapping caches of other processes (below) may still map it, and
+// would otherwise keep its memory allocated until they unmap it or exit.
+// A process that maps it later anyway sees zeros, never a fault.
+void free_pages(const shm_mapping& seg) noexcept {
+  ::madvise(seg.data(), seg.size, MADV_REMOVE);
+}
+
 // Mappings stay cached per process, so handing the same buffer over again
 // costs no mmap, munmap or page fault. Bounded; the least recently used
-// entry is unmapped first.
+// entry is unmapped first. A cached mapping of a buffer whose last holder
+// released it keeps no memory (see free_pages), only address space.
 struct cached_mapping {
   std::string name;
   uint64_t generation = 0;
@@ -161,24 +171,35 @@ caf::expected<shared_buffer> shared_buffer::allocate(size_t size) {
   static std::atomic<uint64_t> counter{0};
   if (size > (size_t{1} << 40))
     return make_error(errc::invalid_argument, "shared buffer over 1 TiB");
-  std::random_device rd;
-  uint64_t generation = (uint64_t{rd()} << 32) ^ rd() ^ ++counter;
-  auto name = std::string{name_prefix} + std::to_string(::getpid()) + "-" +
-              std::to_string(counter.load()) + "-" +
-              std::to_string(generation & 0xFFFFFF);
-  auto seg = create_exclusive(name, data_offset + std::max<size_t>(size, 1));
-  if (!seg)
-    return std::move(seg.error());
+  auto obj = unnamed_object::create(data_offset + std::max<size_t>(size, 1));
+  if (!obj)
+    return std::move(obj.error());
   auto ptr = std::make_unique<impl>();
-  ptr->name = name;
-  ptr->seg = std::make_shared<shm_mapping>(std::move(*seg));
-  auto* hdr = new (ptr->seg->data()) buffer_header{};
-  hdr->generation = generation;
-  hdr->size = size;
   ptr->me = self_identity();
+  // Header and holder slot are set before the buffer gets its name, so that
+  // sweep() in another process never finds it without a live holder.
+  auto* hdr = new (obj->mapping.data()) buffer_header{};
+  hdr->size = size;
   hdr->holders[0].store(ptr->me, std::memory_order_seq_cst);
   hdr->magic.store(buffer_magic, std::memory_order_release);
-  ptr->generation = generation;
+  std::random_device rd;
+  for (int attempt = 0;; ++attempt) {
+    auto n = ++counter;
+    uint64_t generation = (uint64_t{rd()} << 32) ^ rd() ^ n;
+    hdr->generation = generation;
+    auto name = std::string{name_prefix} + std::to_string(::getpid()) + "-" +
+                std::to_string(n) + "-" + std::to_string(generation & 0xFFFFFF);
+    auto err = obj->publish(name);
+    if (!err) {
+      ptr->name = std::move(name);
+      ptr->generation = generation;
+      break;
+    }
+    // A name left by a dead process with our pid is taken: try another.
+    if (err != errc::already_exists || attempt == 3)
+      return err;
+  }
+  ptr->seg = std::make_shared<shm_mapping>(std::move(obj->mapping));
   ptr->size = size;
   return shared_buffer{std::move(ptr)};
 }
@@ -203,9 +224,11 @@ caf::expected<shared_buffer> shared_buffer::map(const buffer_handle& handle) {
     fresh = true;
   }
   auto* hdr = static_cast<buffer_header*>(seg->data());
+  // handle.size comes from another process: checked against the real size
+  // of the mapping (at least data_offset bytes), without overflow.
   if (hdr->magic.load(std::memory_order_acquire) != buffer_magic ||
       hdr->generation != handle.generation || hdr->size != handle.size ||
-      data_offset + hdr->size > seg->size)
+      handle.size > seg->size - data_offset)
     return make_error(errc::incompatible,
                       "'" + name + "' is not the buffer the handle names");
   auto ptr = std::make_unique<impl>();
@@ -234,10 +257,13 @@ size_t shared_buffer::sweep() {
     auto seg = open_checked(name, data_offset);
     if (!seg)
       continue;
+    // Buffers are published complete (see allocate), so a bad magic is
+    // garbage, not a buffer still being set up.
     auto* hdr = static_cast<buffer_header*>(seg->data());
-    if (hdr->magic.load(std::memory_order_acquire) != buffer_magic ||
-        live_holders(hdr) == 0) {
-      remove(name);
+    if ((hdr->magic.load(std::memory_order_acquire) != buffer_magic ||
+         live_holders(hdr) == 0) &&
+        remove_if_same(name, seg->id)) {
+      free_pages(*seg);
       ++removed;
     }
   }
@@ -289,7 +315,8 @@ void shared_buffer::release() noexcept {
     }
   }
   if (last) {
-    remove(impl_->name);
+    remove_if_same(impl_->name, impl_->seg->id);
+    free_pages(*impl_->seg);
     cache().drop(impl_->name, impl_->generation);
   }
   impl_->seg.reset();

@@ -2,6 +2,7 @@
 
 #include "../../ipc/src/segment_layout.hpp"
 #include "ipc_names.hpp"
+#include "race_gate.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,14 +10,19 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <fstream>
 #include <random>
 #include <set>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <thread>
 #include <unistd.h>
 
 using namespace actorbus::ipc;
 using namespace std::chrono_literals;
 using actorbus::ipc::testing::fork_child;
+using actorbus::ipc::testing::race_gate;
 using actorbus::ipc::testing::unique_shm_name;
 using actorbus::ipc::testing::wait_child;
 using actorbus::ipc::testing::watchdog;
@@ -54,6 +60,27 @@ mode_t mode_of(const std::string& name) {
 
 bool exists(const std::string& name) {
   return ::access(("/dev/shm/" + name).c_str(), F_OK) == 0;
+}
+
+// Whether thread `tid` of this process is blocked in futex(2).
+bool sleeps_on_a_futex(pid_t tid) {
+  if (tid == 0)
+    return false;
+  std::ifstream in{"/proc/self/task/" + std::to_string(tid) + "/syscall"};
+  long nr = -1;
+  return in >> nr && nr == SYS_futex;
+}
+
+// Leaves an 8 KiB segment of garbage under `name`, as a crash might.
+bool plant_garbage(const std::string& name) {
+  int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (fd < 0)
+    return false;
+  std::string garbage(8192, '\x5a');
+  bool ok = ::write(fd, garbage.data(), garbage.size()) ==
+            static_cast<ssize_t>(garbage.size());
+  ::close(fd);
+  return ok;
 }
 
 struct channel_test : ::testing::Test {
@@ -158,6 +185,88 @@ TEST_F(channel_test, a_corrupt_length_in_the_ring_is_rejected_by_the_receiver) {
   ::munmap(base, static_cast<size_t>(st.st_size));
 }
 
+// The other process may write anything into the shared header. Here it
+// claims a ring of 1 TiB while both rings are 64 KiB, then a frame crosses
+// each ring's end: both must wrap at the real end, not run past the mapping.
+TEST_F(channel_test,
+       a_capacity_rewritten_in_the_shared_header_changes_no_ring_access) {
+  // In a child, so that an access past the mapping fails only the child.
+  auto child = fork_child([&] {
+    channel_options opts;
+    opts.capacity = 1 << 16;
+    opts.max_frame = (1 << 16) - 12; // one such frame moves a ring to its end
+    auto owner = channel::create(name.str(), opts);
+    auto peer = channel::open(name.str());
+    if (!owner || !peer)
+      return 1;
+    const size_t cap = 1 << 16;
+    std::vector<std::byte> filler(opts.max_frame);
+    std::vector<std::byte> got;
+    if (owner->send(filler, 1s) || peer->receive(got, 1s) ||
+        peer->send(filler, 1s) || owner->receive(got, 1s))
+      return 2; // both rings now start their next frame 8 bytes before the end
+    int fd = ::shm_open(("/" + name.str()).c_str(), O_RDWR, 0);
+    if (fd < 0)
+      return 3;
+    struct stat st {};
+    ::fstat(fd, &st);
+    void* base = ::mmap(nullptr, static_cast<size_t>(st.st_size),
+                        PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (base == MAP_FAILED)
+      return 4;
+    auto* hdr = static_cast<internal::segment_header*>(base);
+    auto* ring1 = static_cast<std::byte*>(base) + sizeof(*hdr) + cap;
+    // A frame of 60000 bytes from the peer: 4 bytes of 0xcd at the ring's
+    // end, the rest (0xab) wrapped to its start.
+    const uint32_t len = 60000;
+    std::memcpy(ring1 + cap - 8, &len, sizeof(len));
+    std::memset(ring1 + cap - 4, 0xcd, 4);
+    std::memset(ring1, 0xab, len - 4);
+    hdr->capacity = uint64_t{1} << 40; // the rewrite
+    hdr->rings[1].head.store(cap - 8 + internal::frame_footprint(len));
+    std::vector<std::byte> expected(len, std::byte{0xab});
+    std::memset(expected.data(), 0xcd, 4);
+    if (owner->receive(got, 1s) || got != expected)
+      return 5;
+    // The same frame the other way round.
+    if (owner->send(expected, 1s) || peer->receive(got, 1s) || got != expected)
+      return 6;
+    ::munmap(base, static_cast<size_t>(st.st_size));
+    return 0;
+  });
+  int status = wait_child(child, 10s);
+  EXPECT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "5: receive read past the ring, 6: send wrote past it";
+}
+
+TEST_F(channel_test, a_header_whose_sizes_overflow_is_refused_by_open) {
+  auto sut = make_owner();
+  int fd = ::shm_open(("/" + name.str()).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  auto* hdr = static_cast<internal::segment_header*>(
+      ::mmap(nullptr, sizeof(internal::segment_header), PROT_READ | PROT_WRITE,
+             MAP_SHARED, fd, 0));
+  ASSERT_NE(static_cast<void*>(hdr), MAP_FAILED);
+  // A frame limit whose footprint wraps to 8 bytes.
+  auto honest_max_frame = hdr->max_frame;
+  hdr->max_frame = ~uint64_t{0};
+  auto peer = channel::open(name.str());
+  ASSERT_FALSE(peer) << "max_frame " << peer->max_frame() << " accepted";
+  EXPECT_EQ(peer.error(), errc::incompatible) << describe(peer.error());
+  hdr->max_frame = honest_max_frame;
+  // Two rings of 2^63 bytes: their size wraps to 0, so a segment of just a
+  // header would match.
+  ASSERT_EQ(::ftruncate(fd, sizeof(internal::segment_header)), 0);
+  hdr->capacity = uint64_t{1} << 63;
+  peer = channel::open(name.str());
+  ASSERT_FALSE(peer) << "capacity 2^63 accepted";
+  EXPECT_EQ(peer.error(), errc::incompatible) << describe(peer.error());
+  ::munmap(hdr, sizeof(internal::segment_header));
+  ::close(fd);
+}
+
 TEST_F(channel_test,
        every_object_is_created_with_mode_0600_whatever_the_umask) {
   auto old = ::umask(0);
@@ -228,6 +337,50 @@ TEST_F(channel_test, a_segment_of_a_live_owner_is_not_taken_over) {
   EXPECT_EQ(string_of(*got), "still mine");
 }
 
+TEST_F(channel_test,
+       of_two_processes_creating_one_name_at_once_exactly_one_owns_it) {
+  watchdog guard{100s};
+  constexpr int rounds = 300;
+  int both = 0;
+  for (int round = 0; round < rounds; ++round) {
+    unique_shm_name nm{"race"};
+    // Every other round starts from a stale segment both must reclaim.
+    bool stale = round % 2 == 1;
+    if (stale) {
+      ASSERT_TRUE(plant_garbage(nm.str()));
+    }
+    race_gate gate;
+    ASSERT_TRUE(gate.ok());
+    pid_t kids[2];
+    for (int k = 0; k < 2; ++k) {
+      kids[k] = fork_child([&, k] {
+        gate.arrive(0);
+        if (!gate.wait_for(1, 1))
+          return 1;
+        auto ch = channel::create(nm.str());
+        gate.result(k) = ch ? 1 : ch.error() == errc::already_exists ? 0 : -1;
+        // Keep the channel until the other one has tried too.
+        gate.arrive(2);
+        return gate.wait_for(2, 2) ? 0 : 2;
+      });
+      ASSERT_GT(kids[k], 0);
+    }
+    ASSERT_TRUE(gate.wait_for(0, 2));
+    gate.arrive(1);
+    for (auto kid : kids)
+      ASSERT_EQ(wait_child(kid, 10s), 0) << "round " << round;
+    auto owners = gate.result(0) + gate.result(1);
+    ASSERT_GE(gate.result(0), 0) << "round " << round;
+    ASSERT_GE(gate.result(1), 0) << "round " << round;
+    ASSERT_GE(owners, 1) << "round " << round << (stale ? " (stale)" : "");
+    if (owners == 2)
+      ++both;
+    EXPECT_FALSE(exists(nm.str())) << "round " << round;
+  }
+  EXPECT_EQ(both, 0) << "both creates succeeded in " << both << " of " << rounds
+                     << " rounds";
+}
+
 TEST_F(channel_test, a_second_live_peer_is_refused_until_the_first_closes) {
   auto sut = make_owner();
   auto first = make_peer();
@@ -237,6 +390,36 @@ TEST_F(channel_test, a_second_live_peer_is_refused_until_the_first_closes) {
   first.close();
   auto third = channel::open(name.str());
   EXPECT_TRUE(third) << describe(third.error());
+}
+
+TEST_F(channel_test,
+       a_live_peer_is_not_reported_dead_while_this_process_has_no_free_fd) {
+  auto sut = make_owner();
+  auto peer = make_peer();
+  // Lower the descriptor limit to the lowest free descriptor, so that the
+  // next open (of /proc/<pid>/stat) fails with EMFILE; restored on exit.
+  struct limit_guard {
+    rlimit saved{};
+    limit_guard() {
+      ::getrlimit(RLIMIT_NOFILE, &saved);
+    }
+    ~limit_guard() {
+      ::setrlimit(RLIMIT_NOFILE, &saved);
+    }
+  } guard;
+  int lowest = ::dup(0);
+  ASSERT_GE(lowest, 0);
+  ::close(lowest);
+  rlimit low = guard.saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  ASSERT_LT(::dup(0), 0) << "descriptors left";
+  bool alive = sut.other_side_alive();
+  std::vector<std::byte> buf;
+  auto err = sut.receive(buf, 20ms);
+  ::setrlimit(RLIMIT_NOFILE, &guard.saved);
+  EXPECT_TRUE(alive);
+  EXPECT_EQ(err, errc::timeout) << describe(err);
 }
 
 TEST_F(channel_test, bad_names_are_rejected_with_a_clear_error) {
@@ -258,6 +441,47 @@ TEST_F(channel_test, receive_times_out_when_nothing_arrives) {
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error(), errc::timeout);
   EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+}
+
+TEST_F(channel_test, a_receive_with_the_longest_timeout_waits_for_the_frame) {
+  watchdog guard{60s};
+  constexpr int rounds = 20;
+  int timed_out = 0;
+  for (int round = 0; round < rounds; ++round) {
+    // A new channel each round: its first wait asks /proc about the peer.
+    unique_shm_name nm{"max"};
+    auto sut = channel::create(nm.str());
+    ASSERT_TRUE(sut) << describe(sut.error());
+    auto peer = channel::open(nm.str());
+    ASSERT_TRUE(peer) << describe(peer.error());
+    std::atomic<pid_t> tid{0};
+    std::atomic<bool> done{false};
+    caf::error err;
+    std::thread receiver{[&] {
+      tid = ::gettid();
+      std::vector<std::byte> buf;
+      err = sut->receive(buf, channel::timeout_type::max());
+      done = true;
+    }};
+    // The frame goes out once the receiver sleeps on the channel's futex,
+    // or after it gave up (which it must not).
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!done && !sleeps_on_a_futex(tid) &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    auto sent = peer->send(bytes_of("x"), 1s);
+    if (sent)
+      sut->close(); // ends the receive
+    receiver.join();
+    ASSERT_FALSE(sent) << describe(sent);
+    if (err == errc::timeout)
+      ++timed_out;
+    else
+      ASSERT_FALSE(err) << describe(err);
+  }
+  EXPECT_EQ(timed_out, 0) << timed_out << " of " << rounds
+                          << " receives with timeout_type::max() timed out "
+                             "before the frame came";
 }
 
 TEST_F(channel_test, send_times_out_while_the_ring_stays_full) {

@@ -1,19 +1,26 @@
 #include "actorbus/ipc/shared_array.hpp"
 
 #include "ipc_names.hpp"
+#include "race_gate.hpp"
 
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <numeric>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 using namespace actorbus::ipc;
 using namespace std::chrono_literals;
 using actorbus::ipc::testing::fork_child;
+using actorbus::ipc::testing::race_gate;
 using actorbus::ipc::testing::unique_shm_name;
 using actorbus::ipc::testing::wait_child;
+using actorbus::ipc::testing::watchdog;
 
 namespace {
 
@@ -73,6 +80,59 @@ TEST_F(shared_array_test, create_or_attach_attaches_when_the_name_exists) {
 }
 
 TEST_F(shared_array_test,
+       two_processes_calling_create_or_attach_at_once_share_one_array) {
+  watchdog guard{100s};
+  constexpr int rounds = 300;
+  int split = 0;
+  int failed = 0;
+  for (int round = 0; round < rounds; ++round) {
+    unique_shm_name nm{"arrace"};
+    race_gate gate;
+    ASSERT_TRUE(gate.ok());
+    pid_t kids[2];
+    for (int k = 0; k < 2; ++k) {
+      kids[k] = fork_child([&, k] {
+        gate.arrive(0);
+        if (!gate.wait_for(1, 1))
+          return 1;
+        auto arr = shared_array<int32_t>::create_or_attach(nm.str(), {2});
+        if (!arr) {
+          std::fprintf(stderr, "round %d: %s\n", round,
+                       describe(arr.error()).c_str());
+          gate.result(k) = -1;
+          gate.arrive(2);
+          return 2;
+        }
+        (*arr)[k] = 1;
+        gate.arrive(2);
+        if (!gate.wait_for(2, 2))
+          return 3;
+        // 1 if this process sees the other's element.
+        gate.result(k) = (*arr)[1 - k] == 1 ? 1 : 0;
+        gate.arrive(3);
+        return gate.wait_for(3, 2) ? 0 : 4;
+      });
+      ASSERT_GT(kids[k], 0);
+    }
+    ASSERT_TRUE(gate.wait_for(0, 2));
+    gate.arrive(1);
+    int statuses = 0;
+    for (auto kid : kids)
+      statuses |= wait_child(kid, 10s);
+    if (gate.result(0) == -1 || gate.result(1) == -1)
+      ++failed;
+    else if (gate.result(0) != 1 || gate.result(1) != 1)
+      ++split;
+    else
+      EXPECT_EQ(statuses, 0) << "round " << round;
+    EXPECT_FALSE(exists(nm.str())) << "round " << round;
+  }
+  EXPECT_EQ(split + failed, 0) << "of " << rounds << " rounds, " << split
+                               << " ended on different arrays and in " << failed
+                               << " create_or_attach failed (see stderr)";
+}
+
+TEST_F(shared_array_test,
        the_creator_unlinks_and_attached_mappings_stay_valid) {
   auto sut = shared_array<uint8_t>::create(name.str(), {16});
   ASSERT_TRUE(sut);
@@ -112,6 +172,49 @@ TEST_F(shared_array_test, the_segment_has_mode_0600) {
   struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/" + name.str()).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+// Another process of the same user may write anything into the header.
+TEST_F(shared_array_test, attach_refuses_a_shape_larger_than_the_segment) {
+  auto sut = shared_array<int32_t>::create(name.str(), {16});
+  ASSERT_TRUE(sut);
+  int fd = ::shm_open(("/" + name.str()).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  auto* hdr = static_cast<char*>(
+      ::mmap(nullptr, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ::close(fd);
+  ASSERT_NE(static_cast<void*>(hdr), MAP_FAILED);
+  // The header: magic 8, version 4, ndim 4, type 16, elem_size 8, then
+  // count at 40 and shape at 48.
+  auto forge = [&](uint64_t count, std::vector<uint64_t> shape) {
+    auto ndim = static_cast<uint32_t>(shape.size());
+    std::memcpy(hdr + 12, &ndim, sizeof(ndim));
+    std::memcpy(hdr + 40, &count, sizeof(count));
+    std::memcpy(hdr + 48, shape.data(), shape.size() * sizeof(uint64_t));
+  };
+  struct forged {
+    uint64_t count;
+    std::vector<uint64_t> shape;
+  };
+  for (const auto& [count, shape] : {
+           // 2^62 elements of 4 bytes: the byte count wraps to 0.
+           forged{uint64_t{1} << 62, {uint64_t{1} << 62}},
+           // 2^33 x 2^31 elements: the element count wraps to 0, and a
+           // caller indexing by shape() would run off the segment.
+           forged{0, {uint64_t{1} << 33, uint64_t{1} << 31}},
+           // Just one element too many.
+           forged{17, {17}},
+       }) {
+    forge(count, shape);
+    auto attached = shared_array<int32_t>::attach(name.str());
+    ASSERT_FALSE(attached) << "shape[0] " << shape[0] << ": size() "
+                           << attached->size() << " over 64 bytes of data";
+    EXPECT_EQ(attached.error(), errc::incompatible)
+        << describe(attached.error());
+  }
+  forge(16, {16});
+  EXPECT_TRUE(shared_array<int32_t>::attach(name.str()));
+  ::munmap(hdr, 128);
 }
 
 TEST_F(shared_array_test, unusable_shapes_are_rejected) {

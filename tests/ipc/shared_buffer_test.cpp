@@ -2,23 +2,65 @@
 #include "actorbus/ipc/shared_buffer.hpp"
 
 #include "ipc_names.hpp"
+#include "race_gate.hpp"
 
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <limits>
+#include <poll.h>
 #include <unistd.h>
 
 using namespace actorbus::ipc;
 using namespace std::chrono_literals;
 using actorbus::ipc::testing::fork_child;
+using actorbus::ipc::testing::race_gate;
 using actorbus::ipc::testing::unique_shm_name;
 using actorbus::ipc::testing::wait_child;
+using actorbus::ipc::testing::watchdog;
 
 namespace {
 
 bool exists(const buffer_handle& h) {
   return ::access((std::string{"/dev/shm/"} + h.name).c_str(), F_OK) == 0;
+}
+
+// Reads exactly `n` bytes from `fd`, waiting at most `limit` in all.
+bool read_within(int fd, void* buf, size_t n, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd pfd{fd, POLLIN, 0};
+    if (left.count() <= 0 ||
+        ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
+      return false;
+    auto got = ::read(fd, p, n);
+    if (got <= 0)
+      return false;
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
+}
+
+// Kilobytes of shared memory that `pid` has resident (RssShmem).
+long resident_shmem_kb(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string key;
+  while (in >> key) {
+    if (key == "RssShmem:") {
+      long kb = -1;
+      in >> kb;
+      return kb;
+    }
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return -1;
 }
 
 struct shared_buffer_test : ::testing::Test {
@@ -112,6 +154,107 @@ TEST_F(shared_buffer_test, sweep_removes_a_buffer_whose_holders_all_died) {
   ASSERT_TRUE(exists(handle));
   EXPECT_GE(shared_buffer::sweep(), 1u);
   EXPECT_FALSE(exists(handle));
+}
+
+TEST_F(shared_buffer_test,
+       sweep_in_another_process_never_removes_a_buffer_just_allocated) {
+  watchdog guard{100s};
+  race_gate gate;
+  ASSERT_TRUE(gate.ok());
+  // The sweeper sweeps until told to stop (step 1), at most 60 s.
+  auto sweeper = fork_child([&] {
+    gate.arrive(0);
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!gate.wait_for(1, 1, 0ms)) {
+      if (std::chrono::steady_clock::now() >= deadline)
+        return 1;
+      (void)shared_buffer::sweep();
+    }
+    return 0;
+  });
+  ASSERT_GT(sweeper, 0);
+  ASSERT_TRUE(gate.wait_for(0, 1));
+  constexpr int count = 20'000;
+  int lost = 0;
+  for (int i = 0; i < count; ++i) {
+    auto buf = shared_buffer::allocate(1 << 16);
+    ASSERT_TRUE(buf) << describe(buf.error());
+    if (!exists(buf->handle()))
+      ++lost;
+  }
+  gate.arrive(1);
+  EXPECT_EQ(wait_child(sweeper, 10s), 0);
+  EXPECT_EQ(lost, 0) << lost << " of " << count
+                     << " buffers just allocated and still held were swept";
+}
+
+TEST_F(shared_buffer_test,
+       a_released_buffer_keeps_no_memory_in_a_receiver_that_lives_on) {
+  watchdog guard{60s};
+  constexpr size_t size = 64 << 20;
+  int to_kid[2];
+  int to_parent[2];
+  ASSERT_EQ(::pipe(to_kid), 0);
+  ASSERT_EQ(::pipe(to_parent), 0);
+  auto kid = fork_child([&] {
+    buffer_handle h;
+    if (!read_within(to_kid[0], &h, sizeof(h), 10s))
+      return 1;
+    {
+      auto buf = shared_buffer::map(h);
+      if (!buf)
+        return 2;
+      volatile std::byte sink{};
+      for (size_t i = 0; i < buf->bytes().size(); i += 4096)
+        sink = buf->bytes()[i]; // every page resident here
+      (void)sink;
+    } // released; the mapping stays in this process's cache
+    char c = 'r';
+    if (::write(to_parent[1], &c, 1) != 1)
+      return 3;
+    // Lives on, as a receiver does, until the parent has looked.
+    return read_within(to_kid[0], &c, 1, 10s) ? 0 : 4;
+  });
+  ASSERT_GT(kid, 0);
+  std::string name;
+  {
+    auto sut = shared_buffer::allocate(size);
+    ASSERT_TRUE(sut) << describe(sut.error());
+    std::memset(sut->bytes().data(), 1, size);
+    auto h = sut->handle();
+    name = h.name;
+    ASSERT_EQ(::write(to_kid[1], &h, sizeof(h)),
+              static_cast<ssize_t>(sizeof(h)));
+    char c = 0;
+    ASSERT_TRUE(read_within(to_parent[0], &c, 1, 10s));
+  } // the last holder releases
+  auto kb = resident_shmem_kb(kid);
+  EXPECT_FALSE(::access(("/dev/shm/" + name).c_str(), F_OK) == 0);
+  char c = 'q';
+  EXPECT_EQ(::write(to_kid[1], &c, 1), 1);
+  EXPECT_EQ(wait_child(kid, 10s), 0);
+  for (int fd : {to_kid[0], to_kid[1], to_parent[0], to_parent[1]})
+    ::close(fd);
+  ASSERT_GE(kb, 0) << "no RssShmem in /proc/" << kid << "/status";
+  EXPECT_LT(kb, 1024) << "the receiver still has " << kb / 1024
+                      << " MiB of the released 64 MiB buffer resident";
+}
+
+TEST_F(shared_buffer_test, a_size_larger_than_the_segment_is_refused_by_map) {
+  auto sut = shared_buffer::allocate(64);
+  ASSERT_TRUE(sut);
+  auto forged = sut->handle();
+  // The header: magic 8, generation 8, size 8. A size near 2^64 wraps the
+  // end of the data to below the segment's size.
+  forged.size = ~uint64_t{0} - 255;
+  int fd = ::shm_open((std::string{"/"} + forged.name).c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, &forged.size, sizeof(forged.size), 16),
+            static_cast<ssize_t>(sizeof(forged.size)));
+  ::close(fd);
+  auto mapped = shared_buffer::map(forged);
+  ASSERT_FALSE(mapped) << mapped->bytes().size() << " bytes mapped";
+  EXPECT_EQ(mapped.error(), errc::incompatible) << describe(mapped.error());
 }
 
 TEST_F(shared_buffer_test, forged_handles_are_rejected) {

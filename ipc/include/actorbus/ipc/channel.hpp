@@ -13,7 +13,9 @@
 // within that interval.
 //
 // Thread-safety: one thread may send while another receives; two concurrent
-// senders (or receivers) on the same channel object are not allowed.
+// senders (or receivers) on the same channel object are not allowed. Any
+// thread may call `close` while a send or receive blocks in another; that
+// call returns at once with `errc::invalid_argument`.
 // Ownership: the owner unlinks the segment when it is closed or destroyed;
 // a segment left by a crashed owner is reclaimed by the next `create` (or
 // unlinked by a peer that notices the owner died).
@@ -83,7 +85,9 @@ public:
   receive(timeout_type timeout);
 
   /// Tells the other side that this side is done and, for the owner,
-  /// unlinks the segment. Idempotent; the destructor calls it.
+  /// unlinks the segment. Idempotent; the destructor calls it. May run
+  /// while another thread blocks in `send` or `receive` (see above); the
+  /// mapping stays valid until the object is destroyed.
   void close() noexcept;
 
   /// Returns whether this end is the owner (the creator).
