@@ -28,8 +28,10 @@ constexpr auto send_timeout = std::chrono::seconds(5);
 
 // The channel plus a thread that turns incoming frames into messages to the
 // owning actor (held weakly, so the actor can be collected). The thread
-// keeps the link alive; the actor's state sets `stop` when it goes away,
-// and the last of the two closes the channel.
+// keeps the link (and so the mapping) alive until it notices `stop`; the
+// actor's state calls shutdown() when it goes away, which closes the channel
+// at once: the other side learns `peer_closed` and an owner unlinks the
+// segment even if this process exits right after, before the thread ends.
 struct link : std::enable_shared_from_this<link> {
   channel ch;
   std::atomic<bool> stop{false};
@@ -68,6 +70,12 @@ struct link : std::enable_shared_from_this<link> {
     ch.close();
   }
 
+  // Called by the actor's state; the reader's receive returns at once.
+  void shutdown() noexcept {
+    stop = true;
+    ch.close();
+  }
+
   caf::error send_message(caf::actor_system& sys, frame_kind kind, uint64_t id,
                           const caf::message& msg) {
     auto payload = encode_message(sys, msg);
@@ -99,7 +107,7 @@ caf::error error_from_payload(const caf::message& msg) {
 struct proxy_state {
   ~proxy_state() {
     if (lnk)
-      lnk->stop = true;
+      lnk->shutdown();
   }
   std::shared_ptr<link> lnk;
   std::unordered_map<uint64_t, caf::response_promise> pending;
@@ -145,7 +153,9 @@ caf::behavior proxy(proxy_actor* self, std::shared_ptr<link> lnk) {
       [=](inbound_atom, const std::vector<char>& raw) {
         auto bytes = std::as_bytes(std::span{raw.data(), raw.size()});
         auto frame = decode_frame(bytes, lnk->ch.max_frame());
-        if (!frame)
+        // Only a response or an error response answers a request.
+        if (!frame || (frame->kind != frame_kind::response &&
+                       frame->kind != frame_kind::error_response))
           return;
         auto i = self->state.pending.find(frame->id);
         if (i == self->state.pending.end())
@@ -172,7 +182,7 @@ caf::behavior proxy(proxy_actor* self, std::shared_ptr<link> lnk) {
 struct bridge_state {
   ~bridge_state() {
     if (lnk)
-      lnk->stop = true;
+      lnk->shutdown();
   }
   std::shared_ptr<link> lnk;
   static inline const char* name = "ipc_bridge";
