@@ -347,31 +347,26 @@ caf::expected<channel> channel::create(const std::string& name,
   hdr->liveness_interval_ms = sizes.liveness_interval_ms;
   hdr->owner.store(self_identity(), std::memory_order_relaxed);
   hdr->magic.store(channel_magic, std::memory_order_release);
-  for (int attempt = 0;; ++attempt) {
-    auto err = obj->publish(name);
-    if (!err)
-      break;
-    if (err != errc::already_exists || attempt == 3)
-      return err;
-    std::string why;
-    shm_identity seen;
-    switch (inspect_existing(name, why, seen)) {
-    case existing_state::stale:
-      // Reclaimed: garbage header or dead owner. If another creator
-      // reclaimed it first, this removes nothing and the next round looks
-      // at what that creator published.
-      remove_if_same(name, seen);
-      break;
-    case existing_state::vanished:
-      break;
-    case existing_state::live:
-      return make_error(errc::already_exists, why);
-    case existing_state::foreign:
-      return make_error(errc::permission_denied, why);
-    case existing_state::unreadable:
-      return make_error(errc::system_error, why);
-    }
-  }
+  auto err =
+      publish_reclaiming(*obj, name, [&]() -> caf::expected<shm_identity> {
+        std::string why;
+        shm_identity seen;
+        switch (inspect_existing(name, why, seen)) {
+        case existing_state::stale: // garbage header or dead owner
+          return seen;
+        case existing_state::vanished:
+          return shm_identity{};
+        case existing_state::live:
+          return make_error(errc::already_exists, why);
+        case existing_state::foreign:
+          return make_error(errc::permission_denied, why);
+        case existing_state::unreadable:
+          break;
+        }
+        return make_error(errc::system_error, why);
+      });
+  if (err)
+    return err;
   auto ptr = std::make_unique<impl>();
   ptr->name = name;
   ptr->owner = true;

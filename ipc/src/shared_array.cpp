@@ -95,32 +95,29 @@ array_segment::create(const std::string& name, std::string_view type,
   hdr->creator.store(self_identity(), std::memory_order_relaxed);
   hdr->generation = obj->mapping.id.ino ^ monotonic_ms();
   hdr->magic.store(array_magic, std::memory_order_release);
-  for (int attempt = 0;; ++attempt) {
-    auto err = obj->publish(name);
-    if (!err)
-      break;
-    if (err != errc::already_exists || attempt == 3)
-      return err;
-    // Reclaim the name if its creator is dead or its header is garbage.
-    shm_identity seen;
-    auto old = open_checked(name, 1, &seen);
-    if (!old) {
-      if (old.error() == errc::not_found)
-        continue;
-      if (old.error() == errc::permission_denied || seen == shm_identity{})
-        return std::move(old.error());
-    } else if (old->size >= sizeof(array_header)) {
-      auto* h = static_cast<array_header*>(old->data());
-      auto w = h->creator.load(std::memory_order_acquire);
-      if (h->magic.load(std::memory_order_acquire) == array_magic && alive(w))
-        return make_error(errc::already_exists,
-                          "'" + name + "' was created by live process " +
-                              std::to_string(pid_of(w)));
-    }
-    // If another creator reclaimed it first, this removes nothing and the
-    // next round looks at what that creator published.
-    remove_if_same(name, seen);
-  }
+  // Reclaims the name if its creator is dead or its header is garbage.
+  auto err =
+      publish_reclaiming(*obj, name, [&]() -> caf::expected<shm_identity> {
+        shm_identity seen;
+        auto old = open_checked(name, 1, &seen);
+        if (!old) {
+          if (old.error() == errc::not_found)
+            return shm_identity{};
+          if (old.error() == errc::permission_denied || seen == shm_identity{})
+            return std::move(old.error());
+        } else if (old->size >= sizeof(array_header)) {
+          auto* h = static_cast<array_header*>(old->data());
+          auto w = h->creator.load(std::memory_order_acquire);
+          if (h->magic.load(std::memory_order_acquire) == array_magic &&
+              alive(w))
+            return make_error(errc::already_exists,
+                              "'" + name + "' was created by live process " +
+                                  std::to_string(pid_of(w)));
+        }
+        return seen;
+      });
+  if (err)
+    return err;
   auto ptr = std::make_unique<impl>();
   ptr->name = name;
   ptr->seg = std::move(obj->mapping);

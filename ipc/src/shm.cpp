@@ -110,6 +110,23 @@ caf::error unnamed_object::publish(const std::string& name) {
   return from_errno("linkat", name, errno);
 }
 
+caf::error
+publish_reclaiming(unnamed_object& obj, const std::string& name,
+                   const std::function<caf::expected<shm_identity>()>& judge) {
+  for (int attempt = 0;; ++attempt) {
+    auto err = obj.publish(name);
+    if (!err || err != errc::already_exists || attempt == 3)
+      return err;
+    auto stale = judge();
+    if (!stale)
+      return std::move(stale.error());
+    // If another creator reclaimed it first, this removes nothing and the
+    // next round looks at what that creator published.
+    if (*stale != shm_identity{})
+      remove_if_same(name, *stale);
+  }
+}
+
 caf::error check_name(const std::string& name) {
   if (name.empty() || name.size() > 200 || name == "." || name == ".." ||
       name.find_first_of(std::string{"/\0", 2}) != std::string::npos)

@@ -19,6 +19,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <sys/types.h>
 
@@ -70,6 +71,15 @@ private:
 
   int fd_ = -1;
 };
+
+/// Publishes `obj` under `name`. While the name is taken, `judge` looks at
+/// what holds it and returns the identity of a stale object to reclaim
+/// (removed if the name still refers to it, then publishing is tried
+/// again), an empty identity when the name vanished meanwhile, or the error
+/// to give up with (e.g. a live owner). At most four attempts.
+caf::error
+publish_reclaiming(unnamed_object& obj, const std::string& name,
+                   const std::function<caf::expected<shm_identity>()>& judge);
 
 /// Checks a user-supplied object name (1-200 chars, no '/', no NUL, not "."
 /// or "..").
