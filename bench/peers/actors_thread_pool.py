@@ -1,25 +1,18 @@
 """Peer of bench/actors/thread_pool_bench.cpp: Python's ThreadPoolExecutor
 doing the same work (100,000 no-op tasks by submit, then by map), 2 workers.
 Prints {"records": [...]} with items_per_second per group."""
-import json
-import time
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_support.rate import best_rate, emit_records  # noqa: E402
+
 N = 100_000
-ROUNDS = 3
 
 
 def noop(x):
     return x
-
-
-def best_rate(run):
-    best = 0.0
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        run()
-        best = max(best, N / (time.perf_counter() - start))
-    return best
 
 
 def main():
@@ -33,14 +26,10 @@ def main():
             total = sum(pool.map(noop, range(N), timeout=60))
             assert total == N * (N - 1) // 2
 
-        submit = best_rate(submit_all)
-        mapped = best_rate(map_all)
-    print(json.dumps({"records": [
-        {"group": "pool_submit_100k", "impl": "python_threadpoolexecutor",
-         "metrics": {"items_per_second": submit}},
-        {"group": "pool_map_100k", "impl": "python_threadpoolexecutor",
-         "metrics": {"items_per_second": mapped}},
-    ]}))
+        submit = best_rate(submit_all, N)
+        mapped = best_rate(map_all, N)
+    emit_records([("pool_submit_100k", "python_threadpoolexecutor", submit),
+                  ("pool_map_100k", "python_threadpoolexecutor", mapped)])
 
 
 if __name__ == "__main__":

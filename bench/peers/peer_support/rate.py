@@ -17,11 +17,17 @@ def best_rate(run, items, rounds=ROUNDS):
     return best
 
 
-def emit(group, rates):
-    """Prints the records of one group for bench/run.py; `rates` maps each
-    impl to its items per second."""
+def emit_records(records):
+    """Prints (group, impl, items per second) triples as the one JSON object
+    bench/run.py reads."""
     print(json.dumps({"records": [
         {"group": group, "impl": impl,
          "metrics": {"items_per_second": rate}}
-        for impl, rate in rates.items()
+        for group, impl, rate in records
     ]}))
+
+
+def emit(group, rates):
+    """Prints the records of one group; `rates` maps each impl to its items
+    per second."""
+    emit_records([(group, impl, rate) for impl, rate in rates.items()])
