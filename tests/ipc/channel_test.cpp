@@ -22,6 +22,7 @@
 using namespace actorbus::ipc;
 using namespace std::chrono_literals;
 using actorbus::ipc::testing::fork_child;
+using actorbus::ipc::testing::race;
 using actorbus::ipc::testing::race_gate;
 using actorbus::ipc::testing::unique_shm_name;
 using actorbus::ipc::testing::wait_child;
@@ -351,22 +352,14 @@ TEST_F(channel_test,
     }
     race_gate gate;
     ASSERT_TRUE(gate.ok());
-    pid_t kids[2];
-    for (int k = 0; k < 2; ++k) {
-      kids[k] = fork_child([&, k] {
-        gate.arrive(0);
-        if (!gate.wait_for(1, 1))
-          return 1;
-        auto ch = channel::create(nm.str());
-        gate.result(k) = ch ? 1 : ch.error() == errc::already_exists ? 0 : -1;
-        // Keep the channel until the other one has tried too.
-        gate.arrive(2);
-        return gate.wait_for(2, 2) ? 0 : 2;
-      });
-      ASSERT_GT(kids[k], 0);
-    }
-    ASSERT_TRUE(gate.wait_for(0, 2));
-    gate.arrive(1);
+    auto kids = race(gate, 2, [&](int k) {
+      auto ch = channel::create(nm.str());
+      gate.result(k) = ch ? 1 : ch.error() == errc::already_exists ? 0 : -1;
+      // Keep the channel until the other one has tried too.
+      gate.arrive(2);
+      return gate.wait_for(2, 2) ? 0 : 2;
+    });
+    ASSERT_EQ(kids.size(), 2u) << "round " << round;
     for (auto kid : kids)
       ASSERT_EQ(wait_child(kid, 10s), 0) << "round " << round;
     auto owners = gate.result(0) + gate.result(1);

@@ -5,11 +5,14 @@
 // lives in anonymous shared memory made before the fork. Waits spin (with
 // sched_yield) on shared atomics and give up at a deadline; nothing sleeps.
 
+#include "ipc_names.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <new>
 #include <sched.h>
 #include <sys/mman.h>
+#include <vector>
 
 namespace actorbus::ipc::testing {
 
@@ -66,5 +69,30 @@ private:
 
   block* block_ = nullptr;
 };
+
+/// Forks `n` children, lets each wait until all are forked and then run
+/// `body(k)` (its exit status) at the same moment: steps 0 and 1 of `gate`
+/// are used for that, so `body` starts counting at step 2. Returns the
+/// children's pids; empty if they did not all arrive in time.
+template <class Body>
+std::vector<pid_t> race(race_gate& gate, int n, Body body) {
+  std::vector<pid_t> kids;
+  for (int k = 0; k < n; ++k) {
+    auto pid = fork_child([&gate, &body, k] {
+      gate.arrive(0);
+      return gate.wait_for(1, 1) ? body(k) : 1;
+    });
+    if (pid > 0)
+      kids.push_back(pid);
+  }
+  bool all = static_cast<int>(kids.size()) == n && gate.wait_for(0, n);
+  gate.arrive(1); // also releases the ones that came, if not all did
+  if (!all) {
+    for (auto kid : kids)
+      wait_child(kid, std::chrono::seconds(10));
+    kids.clear();
+  }
+  return kids;
+}
 
 } // namespace actorbus::ipc::testing

@@ -17,6 +17,7 @@
 using namespace actorbus::ipc;
 using namespace std::chrono_literals;
 using actorbus::ipc::testing::fork_child;
+using actorbus::ipc::testing::race;
 using actorbus::ipc::testing::race_gate;
 using actorbus::ipc::testing::unique_shm_name;
 using actorbus::ipc::testing::wait_child;
@@ -89,33 +90,25 @@ TEST_F(shared_array_test,
     unique_shm_name nm{"arrace"};
     race_gate gate;
     ASSERT_TRUE(gate.ok());
-    pid_t kids[2];
-    for (int k = 0; k < 2; ++k) {
-      kids[k] = fork_child([&, k] {
-        gate.arrive(0);
-        if (!gate.wait_for(1, 1))
-          return 1;
-        auto arr = shared_array<int32_t>::create_or_attach(nm.str(), {2});
-        if (!arr) {
-          std::fprintf(stderr, "round %d: %s\n", round,
-                       describe(arr.error()).c_str());
-          gate.result(k) = -1;
-          gate.arrive(2);
-          return 2;
-        }
-        (*arr)[k] = 1;
+    auto kids = race(gate, 2, [&](int k) {
+      auto arr = shared_array<int32_t>::create_or_attach(nm.str(), {2});
+      if (!arr) {
+        std::fprintf(stderr, "round %d: %s\n", round,
+                     describe(arr.error()).c_str());
+        gate.result(k) = -1;
         gate.arrive(2);
-        if (!gate.wait_for(2, 2))
-          return 3;
-        // 1 if this process sees the other's element.
-        gate.result(k) = (*arr)[1 - k] == 1 ? 1 : 0;
-        gate.arrive(3);
-        return gate.wait_for(3, 2) ? 0 : 4;
-      });
-      ASSERT_GT(kids[k], 0);
-    }
-    ASSERT_TRUE(gate.wait_for(0, 2));
-    gate.arrive(1);
+        return 2;
+      }
+      (*arr)[k] = 1;
+      gate.arrive(2);
+      if (!gate.wait_for(2, 2))
+        return 3;
+      // 1 if this process sees the other's element.
+      gate.result(k) = (*arr)[1 - k] == 1 ? 1 : 0;
+      gate.arrive(3);
+      return gate.wait_for(3, 2) ? 0 : 4;
+    });
+    ASSERT_EQ(kids.size(), 2u) << "round " << round;
     int statuses = 0;
     for (auto kid : kids)
       statuses |= wait_child(kid, 10s);
