@@ -1,9 +1,10 @@
 // producer_consumer: the seed's "Async Queues" as samples/producer_consumer
 // runs it, one producer actor putting 100,000 items "item_<i>" on an
 // async_queue, 3 consumer actors taking them until the queue is closed and
-// drained. No sleeps: the producer's pause between puts (the seed's
-// sleep(0.1), the sample's delayed_send) is a message to itself. Each
-// consumer takes the number out of the item and adds it to a sum (checked).
+// drained. The producer is the sample's own (producer_consumer.hpp) with no
+// pace, so nothing sleeps: its pause between puts (the seed's sleep(0.1),
+// the sample's delayed_send) is a message to itself. Each consumer takes
+// the number out of the item and adds it to a sum (checked).
 // producer_consumer/actorbus holds 4 items, as the sample's queue does;
 // producer_consumer/actorbus_unbounded has no bound, as the seed's Queue().
 // The peer, bench/peers/actors_producer_consumer.py, runs the seed's
@@ -11,6 +12,8 @@
 
 #include "actorbus/actors/async_queue.hpp"
 #include "actorbus/runtime/runtime.hpp"
+
+#include "producer_consumer.hpp"
 
 #include <caf/event_based_actor.hpp>
 
@@ -27,39 +30,11 @@
 namespace {
 
 using actorbus::actors::async_queue;
+using actorbus::samples::producer_consumer::producer;
 using namespace std::chrono_literals;
-
-using produce_atom = caf::atom_constant<caf::atom("produce")>;
 
 constexpr int n_items = 100'000;
 constexpr int n_consumers = 3;
-
-// Puts item_0 .. item_{n-1}, one per message to itself.
-caf::behavior producer(caf::event_based_actor* self,
-                       async_queue<std::string>* queue, int n,
-                       std::promise<int>* done) {
-  auto next = std::make_shared<int>(0);
-  self->send(self, produce_atom::value);
-  return {
-      [=](produce_atom) {
-        if (*next == n) {
-          done->set_value(n);
-          self->quit();
-          return;
-        }
-        auto item = "item_" + std::to_string((*next)++);
-        queue->async_put(self, std::move(item), caf::timespan{10s},
-                         [=](caf::error err, std::optional<std::string>) {
-                           if (err) {
-                             done->set_value(-1);
-                             self->quit();
-                             return;
-                           }
-                           self->send(self, produce_atom::value);
-                         });
-      },
-  };
-}
 
 // Takes items until the queue is closed and drained.
 void consume(caf::event_based_actor* self, async_queue<std::string>* queue,
@@ -96,7 +71,8 @@ void run_pattern(benchmark::State& state, size_t capacity) {
     }
     std::promise<int> produced;
     auto produced_f = produced.get_future();
-    if (!rt.spawn(producer, &queue, n_items, &produced))
+    if (!rt.spawn(producer, &queue, n_items, caf::timespan{0}, &produced,
+                  nullptr))
       state.SkipWithError("spawn failed");
     if (produced_f.wait_for(60s) != std::future_status::ready ||
         produced_f.get() != n_items)

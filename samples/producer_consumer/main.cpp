@@ -8,6 +8,8 @@
 #include "actorbus/actors/async_queue.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "producer_consumer.hpp"
+
 #include <caf/event_based_actor.hpp>
 
 #include <fmt/core.h>
@@ -22,41 +24,9 @@
 
 using namespace std::chrono_literals;
 using actorbus::actors::async_queue;
+using actorbus::samples::producer_consumer::producer;
 
 namespace {
-
-using produce_atom = caf::atom_constant<caf::atom("produce")>;
-
-// Puts item_0 .. item_{n-1}, one every `pace` (the seed's sleep(0.1)).
-caf::behavior producer(caf::event_based_actor* self,
-                       async_queue<std::string>* queue, int n,
-                       caf::timespan pace, std::promise<int>* done) {
-  auto next = std::make_shared<int>(0);
-  self->send(self, produce_atom::value);
-  return {
-      [=](produce_atom) {
-        if (*next == n) {
-          done->set_value(n);
-          self->quit();
-          return;
-        }
-        auto item = "item_" + std::to_string((*next)++);
-        // Waits (without blocking a thread) while the queue is full.
-        queue->async_put(self, std::move(item), caf::timespan{10s},
-                         [=](caf::error err, std::optional<std::string> back) {
-                           if (err) {
-                             fmt::print("producer: could not put {}: {}\n",
-                                        back.value_or("?"),
-                                        self->system().render(err));
-                             done->set_value(-1);
-                             self->quit();
-                             return;
-                           }
-                           self->delayed_send(self, pace, produce_atom::value);
-                         });
-      },
-  };
-}
 
 struct tally {
   std::atomic<int> items{0};
@@ -110,8 +80,14 @@ int main(int argc, char** argv) {
             i))
       return 1;
   }
+  auto report = [&rt](const caf::error& err,
+                      const std::optional<std::string>& back) {
+    fmt::print("producer: could not put {}: {}\n", back.value_or("?"),
+               rt.system().render(err));
+  };
   if (!rt.spawn(producer, &queue, n,
-                caf::timespan{std::chrono::milliseconds(pace_ms)}, &produced))
+                caf::timespan{std::chrono::milliseconds(pace_ms)}, &produced,
+                report))
     return 1;
   // await producer_task
   if (produced_f.wait_for(60s) != std::future_status::ready ||
