@@ -3,39 +3,28 @@
 // attaches to), 2 forked worker processes attach by name and fill rows
 // w, w + 2, ... with each element's index, and the parent sums (checked)
 // and closes, which unlinks it. New array and processes every iteration,
-// as the peer does: bench/peers/ipc_shared_array.py. Nothing sleeps.
+// as the peer does: bench/peers/ipc_shared_array.py. Nothing sleeps. The
+// workers are the sample's own (samples/shared_array/shared_array.hpp).
 
 #include "actorbus/ipc/shared_array.hpp"
+
+#include "shared_array.hpp"
 
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
 #include <numeric>
 #include <string>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <vector>
 
 namespace {
 
 namespace ipc = actorbus::ipc;
+using actorbus::samples::shared_array::run_workers;
 
 constexpr size_t rows = 1000;
 constexpr size_t cols = 1000;
 constexpr size_t workers = 2;
-
-// A worker: attaches by name and writes its rows; not the creator, so
-// closing leaves the name.
-int fill(const std::string& name, size_t w) {
-  auto mine = ipc::shared_array<double>::attach(name);
-  if (!mine)
-    return 1;
-  for (size_t r = w; r < rows; r += workers)
-    for (size_t c = 0; c < cols; ++c)
-      (*mine)[r * cols + c] = static_cast<double>(r * cols + c);
-  mine->close();
-  return 0;
-}
 
 void BM_shared_array_actorbus(benchmark::State& state) {
   auto name = "actorbus-bench-shared-array-" + std::to_string(::getpid());
@@ -47,19 +36,7 @@ void BM_shared_array_actorbus(benchmark::State& state) {
       state.SkipWithError(ipc::describe(array.error()).c_str());
       break;
     }
-    std::vector<pid_t> children;
-    for (size_t w = 0; w < workers; ++w) {
-      auto pid = ::fork();
-      if (pid == 0)
-        ::_exit(fill(name, w));
-      children.push_back(pid);
-    }
-    int failed = 0;
-    for (auto pid : children) {
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
+    int failed = run_workers(name, rows, cols, workers);
     auto data = array->data();
     auto total = std::accumulate(data.begin(), data.end(), 0.0);
     array->close();

@@ -6,16 +6,17 @@
 
 #include "actorbus/ipc/shared_array.hpp"
 
+#include "shared_array.hpp"
+
 #include <fmt/core.h>
 
 #include <cstdlib>
 #include <numeric>
 #include <string>
-#include <sys/wait.h>
 #include <unistd.h>
-#include <vector>
 
 namespace ipc = actorbus::ipc;
+using actorbus::samples::shared_array::run_workers;
 
 int main(int argc, char** argv) {
   size_t rows = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 8;
@@ -30,28 +31,7 @@ int main(int argc, char** argv) {
   }
   fmt::print("created '{}' shape ({}, {}) of f64, creator: {}\n", name, rows,
              cols, array->is_creator());
-  std::vector<pid_t> children;
-  for (size_t w = 0; w < workers; ++w) {
-    auto pid = ::fork();
-    if (pid == 0) {
-      // A worker attaches by name and writes rows w, w + workers, ...
-      auto mine = ipc::shared_array<double>::attach(name);
-      if (!mine)
-        ::_exit(1);
-      for (size_t r = w; r < rows; r += workers)
-        for (size_t c = 0; c < cols; ++c)
-          (*mine)[r * cols + c] = static_cast<double>(r * cols + c);
-      mine->close(); // not the creator: the name stays
-      ::_exit(0);
-    }
-    children.push_back(pid);
-  }
-  int failed = 0;
-  for (auto pid : children) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
+  int failed = run_workers(name, rows, cols, workers);
   auto data = array->data();
   auto total = std::accumulate(data.begin(), data.end(), 0.0);
   fmt::print("{} workers filled {} elements, {} failed\n", workers, data.size(),
