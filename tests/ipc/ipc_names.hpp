@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <functional>
 #include <future>
+#include <poll.h>
 #include <string>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -56,6 +57,27 @@ inline pid_t fork_child(const std::function<int()>& body) {
   if (pid == 0)
     ::_exit(body());
   return pid;
+}
+
+// Reads exactly `n` bytes from `fd`, waiting at most `limit` in all.
+inline bool read_within(int fd, void* buf, size_t n,
+                        std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd pfd{fd, POLLIN, 0};
+    if (left.count() <= 0 ||
+        ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
+      return false;
+    auto got = ::read(fd, p, n);
+    if (got <= 0)
+      return false;
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
 }
 
 /// Waits for `pid` up to `timeout`; kills it with SIGKILL if it is still

@@ -22,6 +22,7 @@ using namespace actorbus::ipc;
 using namespace std::chrono_literals;
 using actorbus::ipc::testing::channel_peer;
 using actorbus::ipc::testing::fork_child;
+using actorbus::ipc::testing::read_within;
 using actorbus::ipc::testing::unique_shm_name;
 using actorbus::ipc::testing::wait_child;
 using actorbus::ipc::testing::watchdog;
@@ -88,14 +89,6 @@ int answer_after_stray_frames(channel ch) {
     return 6;
   (void)ch.receive(30s); // until the parent goes away
   ::_exit(0);
-}
-
-// Reads one byte from `fd`, waiting at most `limit`.
-bool read_byte(int fd, std::chrono::milliseconds limit) {
-  pollfd pfd{fd, POLLIN, 0};
-  char c = 0;
-  return ::poll(&pfd, 1, static_cast<int>(limit.count())) == 1 &&
-         ::read(fd, &c, 1) == 1;
 }
 
 // Most tests talk to a calculator exposed by a forked child (start()); this
@@ -213,13 +206,14 @@ TEST_F(
     unique_shm_name nm{"exit"};
     int created[2];
     int opened[2];
+    char c = 0;
     ASSERT_EQ(::pipe(created), 0);
     ASSERT_EQ(::pipe(opened), 0);
     auto owner = fork_child([&] {
       auto ch = channel::create(nm.str());
       if (!ch || ::write(created[1], "c", 1) != 1)
         return 1;
-      if (!read_byte(opened[0], 10s))
+      if (!read_within(opened[0], &c, 1, 10s))
         return 2;
       {
         caf::actor_system_config child_cfg;
@@ -232,7 +226,7 @@ TEST_F(
       return 0;
     });
     ASSERT_GT(owner, 0);
-    ASSERT_TRUE(read_byte(created[0], 10s));
+    ASSERT_TRUE(read_within(created[0], &c, 1, 10s));
     auto other_side = channel::open(nm.str(), 5s);
     ASSERT_TRUE(other_side) << describe(other_side.error());
     ASSERT_EQ(::write(opened[1], "o", 1), 1);

@@ -18,6 +18,7 @@ using namespace actorbus::ipc;
 using namespace std::chrono_literals;
 using actorbus::ipc::testing::fork_child;
 using actorbus::ipc::testing::race_gate;
+using actorbus::ipc::testing::read_within;
 using actorbus::ipc::testing::unique_shm_name;
 using actorbus::ipc::testing::wait_child;
 using actorbus::ipc::testing::watchdog;
@@ -26,26 +27,6 @@ namespace {
 
 bool exists(const buffer_handle& h) {
   return ::access((std::string{"/dev/shm/"} + h.name).c_str(), F_OK) == 0;
-}
-
-// Reads exactly `n` bytes from `fd`, waiting at most `limit` in all.
-bool read_within(int fd, void* buf, size_t n, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  auto* p = static_cast<char*>(buf);
-  while (n > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd pfd{fd, POLLIN, 0};
-    if (left.count() <= 0 ||
-        ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
-      return false;
-    auto got = ::read(fd, p, n);
-    if (got <= 0)
-      return false;
-    p += got;
-    n -= static_cast<size_t>(got);
-  }
-  return true;
 }
 
 // Kilobytes of shared memory that `pid` has resident (RssShmem).
