@@ -1,5 +1,6 @@
 #include "actorbus/runtime/config.hpp"
 
+#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/log.hpp"
 
 #include <caf/config_value.hpp>
@@ -23,6 +24,7 @@ runtime_config::runtime_config() {
   auto cores = std::max(2u, std::thread::hardware_concurrency());
   set("scheduler.max-threads", static_cast<size_t>(cores));
   use(scheduler_profile::responsive);
+  add_error_renderers(*this);
   opt_group{custom_options_, "actorbus"}
       .add<caf::timespan>("shutdown-timeout",
                           "deadline for actors to exit on shutdown")

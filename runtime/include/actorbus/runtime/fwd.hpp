@@ -12,5 +12,8 @@ class caller;
 class signal_waiter;
 struct shutdown_report;
 enum class log_level : int;
+enum class errc : unsigned char;
+enum class overload_policy : unsigned char;
+struct backoff;
 
 } // namespace actorbus::runtime
