@@ -74,3 +74,23 @@ TEST_F(config_test, a_missing_file_is_not_an_error) {
   char* argv[] = {arg0, nullptr};
   EXPECT_FALSE(sut.load(1, argv, "/nonexistent/caf-application.ini"));
 }
+
+TEST_F(config_test, a_program_adds_its_own_options_without_subclassing) {
+  sut.add_option<std::string>("app", "name", "who to greet", "world")
+      .add_option<size_t>("app", "repeat", "how often");
+  std::istringstream ini{"[app]\nrepeat=2\n"};
+  ASSERT_FALSE(sut.load({"--app.name=actors"}, ini));
+  EXPECT_EQ(sut.get_or<std::string>("app.name", ""), "actors");
+  EXPECT_EQ(sut.get_or<size_t>("app.repeat", 0), 2u);
+}
+
+TEST_F(config_test, a_program_option_keeps_its_default_and_rejects_bad_values) {
+  sut.add_option<size_t>("app", "repeat", "how often", size_t{3});
+  std::istringstream ini{""};
+  ASSERT_FALSE(sut.load({}, ini));
+  EXPECT_EQ(sut.get_or<size_t>("app.repeat", 0), 3u);
+  runtime_config other;
+  other.add_option<size_t>("app", "repeat", "how often");
+  std::istringstream none{""};
+  EXPECT_TRUE(other.load({"--app.repeat=many"}, none));
+}

@@ -31,6 +31,8 @@
 
 namespace actorbus::runtime {
 
+/// Request/reply from one plain thread with a reusable reply endpoint;
+/// every call has a timeout. Not thread-safe: one caller per thread.
 class caller {
 public:
   explicit caller(caf::actor_system& sys);

@@ -12,11 +12,14 @@
 #include "actorbus/runtime/fwd.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <caf/config_option_adder.hpp>
 #include <caf/error.hpp>
 #include <caf/timespan.hpp>
 
 #include <iosfwd>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace actorbus::runtime {
@@ -32,7 +35,9 @@ enum class scheduler_profile {
   stock,
 };
 
-/// Defaults for embedding, layered under an INI file and the command line.
+/// The configuration of a `runtime`: CAF's actor system config with
+/// defaults for embedding, layered under an INI file and the command line,
+/// plus the program's own options (`add_option`) without subclassing.
 class runtime_config : public caf::actor_system_config {
 public:
   /// Applies the embedding defaults: at most `hardware_concurrency` workers
@@ -55,11 +60,47 @@ public:
   /// Same as above with the INI content given as a stream.
   caf::error load(std::vector<std::string> args, std::istream& ini);
 
+  /// Declares the program's own option `--<group>.<name>`, also read from
+  /// the INI file's `[<group>]` section, without subclassing. Call before
+  /// `load`; `--help` lists it with `description`. `load` then fails for a
+  /// value that does not parse as a `T`.
+  template <class T>
+  runtime_config& add_option(std::string_view group, std::string_view name,
+                             std::string_view description) {
+    caf::config_option_adder{custom_options_, as_caf(group)}.template add<T>(
+        as_caf(name), as_caf(description));
+    return *this;
+  }
+
+  /// Same, with a default value the file and the command line override.
+  template <class T>
+  runtime_config& add_option(std::string_view group, std::string_view name,
+                             std::string_view description, T fallback) {
+    add_option<T>(group, name, description);
+    std::string key{group};
+    key += '.';
+    key += name;
+    set(key, std::move(fallback));
+    return *this;
+  }
+
+  /// The value of `key` ("group.name"), or `fallback` when it is unset or
+  /// of another type.
+  template <class T>
+  T get_or(std::string_view key, T fallback) const {
+    return caf::get_or(content, as_caf(key), std::move(fallback));
+  }
+
   /// How long graceful shutdown waits for actors before killing them.
   caf::timespan shutdown_timeout() const;
 
   /// Minimum level for actorbus log lines (`actorbus.log-level`).
   log_level min_log_level() const;
+
+private:
+  static caf::string_view as_caf(std::string_view x) noexcept {
+    return caf::string_view{x.data(), x.size()};
+  }
 };
 
 } // namespace actorbus::runtime

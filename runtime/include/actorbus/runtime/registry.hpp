@@ -22,6 +22,8 @@
 
 namespace actorbus::runtime {
 
+/// Actors of one runtime under string names; an actor that exits leaves
+/// by itself. Thread-safe.
 class registry {
 public:
   registry();

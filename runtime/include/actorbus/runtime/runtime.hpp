@@ -52,6 +52,8 @@ struct shutdown_report {
   caf::timespan elapsed{0};
 };
 
+/// One actor system with what an embedding program needs around it: named
+/// actors, logging, tracked actors and a graceful, bounded shutdown.
 class runtime {
 public:
   /// Starts an actor system from `cfg` (default: embedding defaults).

@@ -14,6 +14,8 @@
 
 namespace actorbus::runtime {
 
+/// Waits for SIGINT or SIGTERM with a timeout or until cancelled, so a
+/// program can shut down gracefully.
 class signal_waiter {
 public:
   signal_waiter();
