@@ -145,8 +145,9 @@ struct line_allocator {
     return static_cast<T*>(::operator new (bytes(n), std::align_val_t{64}));
   }
 
-  void deallocate(T* ptr, size_t n) noexcept {
-    ::operator delete (ptr, bytes(n), std::align_val_t{64});
+  // Unsized: clang++-14 has no sized deallocation unless -fsized-deallocation.
+  void deallocate(T* ptr, size_t) noexcept {
+    ::operator delete (ptr, std::align_val_t{64});
   }
 
   friend bool operator==(line_allocator, line_allocator) noexcept {

@@ -1,4 +1,5 @@
 #include "actorbus/actors/async_queue.hpp"
+
 #include "actorbus/runtime/runtime.hpp"
 
 #include "deterministic_fixture.hpp"

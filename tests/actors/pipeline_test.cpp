@@ -1,4 +1,5 @@
 #include "actorbus/actors/pipeline.hpp"
+
 #include "actorbus/actors/pipeline_bus.hpp"
 #include "actorbus/runtime/runtime.hpp"
 

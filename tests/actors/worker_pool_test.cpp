@@ -1,4 +1,5 @@
 #include "actorbus/actors/worker_pool.hpp"
+
 #include "actorbus/runtime/call.hpp"
 
 #include "gate.hpp"

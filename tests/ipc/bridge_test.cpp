@@ -1,4 +1,5 @@
 #include "actorbus/ipc/bridge.hpp"
+
 #include "actorbus/ipc/frame.hpp"
 
 #include "channel_peer.hpp"

@@ -1,4 +1,5 @@
 #include "actorbus/ipc/process_pool.hpp"
+
 #include "actorbus/ipc/shared_array.hpp"
 
 #include "ipc_names.hpp"

@@ -1,5 +1,6 @@
-#include "actorbus/ipc/error.hpp"
 #include "actorbus/ipc/process.hpp"
+
+#include "actorbus/ipc/error.hpp"
 
 #include "ipc_names.hpp"
 

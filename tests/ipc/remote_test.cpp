@@ -1,5 +1,6 @@
-#include "actorbus/ipc/frame.hpp"
 #include "actorbus/ipc/remote.hpp"
+
+#include "actorbus/ipc/frame.hpp"
 
 #include "channel_peer.hpp"
 

@@ -1,5 +1,6 @@
-#include "actorbus/ipc/channel.hpp"
 #include "actorbus/ipc/shared_buffer.hpp"
+
+#include "actorbus/ipc/channel.hpp"
 
 #include "ipc_names.hpp"
 #include "race_gate.hpp"

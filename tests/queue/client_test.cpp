@@ -1,4 +1,5 @@
 #include "actorbus/queue/client.hpp"
+
 #include "actorbus/queue/embedded_redis.hpp"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,7 @@
+#include "actorbus/queue/worker.hpp"
+
 #include "actorbus/queue/client.hpp"
 #include "actorbus/queue/embedded_redis.hpp"
-#include "actorbus/queue/worker.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "gate.hpp"

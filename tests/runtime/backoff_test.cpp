@@ -1,4 +1,5 @@
 #include "actorbus/runtime/backoff.hpp"
+
 #include "actorbus/runtime/error.hpp"
 
 #include <gtest/gtest.h>

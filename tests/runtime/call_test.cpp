@@ -1,4 +1,5 @@
 #include "actorbus/runtime/call.hpp"
+
 #include "actorbus/runtime/runtime.hpp"
 
 #include "timing.hpp"

@@ -1,4 +1,5 @@
 #include "actorbus/runtime/config.hpp"
+
 #include "actorbus/runtime/log.hpp"
 
 #include <caf/settings.hpp>

@@ -1,5 +1,6 @@
-#include "actorbus/runtime/config.hpp"
 #include "actorbus/runtime/error.hpp"
+
+#include "actorbus/runtime/config.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/sec.hpp>

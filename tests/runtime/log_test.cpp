@@ -5,6 +5,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -58,7 +59,7 @@ TEST_F(log_test, a_line_names_the_actor_that_logged_it) {
   caf::scoped_actor self{sys};
   log(self.ptr(), log_level::debug, "hello from {}", "an actor");
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_NE(lines[0].find("#" + std::to_string(self->id())), std::string::npos);
+  EXPECT_NE(lines[0].find(fmt::format("#{}", self->id())), std::string::npos);
   EXPECT_NE(lines[0].find("hello from an actor"), std::string::npos);
 }
 

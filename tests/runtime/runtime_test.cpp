@@ -1,5 +1,6 @@
-#include "actorbus/runtime/call.hpp"
 #include "actorbus/runtime/runtime.hpp"
+
+#include "actorbus/runtime/call.hpp"
 
 #include "timing.hpp"
 

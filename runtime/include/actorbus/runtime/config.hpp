@@ -45,7 +45,8 @@ public:
   runtime_config();
 
   runtime_config(runtime_config&&) = default;
-  runtime_config& operator=(runtime_config&&) = default;
+  /// Not assignable: CAF's `actor_system_config` deletes its assignment.
+  runtime_config& operator=(runtime_config&&) = delete;
 
   /// Applies a scheduler profile (code level: a file or the command line
   /// still override it).
