@@ -3,6 +3,7 @@
 #include "redis.hpp"
 
 #include "actorbus/queue/embedded_redis.hpp"
+#include "actorbus/runtime/error.hpp"
 
 #include "scripts.hpp"
 
@@ -14,11 +15,12 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <mutex>
 #include <poll.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -343,26 +345,108 @@ std::vector<std::string> connection::eval(script s,
 
 namespace actorbus::queue {
 
+namespace {
+
+using namespace std::chrono_literals;
+
+// Grace period of a graceful stop before SIGKILL.
+constexpr auto stop_grace = 3s;
+
+// How long the server may take to answer PING after it was started.
+constexpr auto ready_timeout = 5s;
+
+// The cleaner: ignores the signals that end a program group (the terminal's
+// ^C, a session's SIGHUP), reads standard input until EOF, which comes when
+// the program that started it is gone, then removes the folder ($1). The
+// server, killed at the same moment, may still be dying: a few tries.
+constexpr const char* cleaner_script =
+    "trap '' HUP INT QUIT TERM; read -r _; n=0; "
+    "while [ -e \"$1\" ] && [ $n -lt 100 ]; do "
+    "rm -rf -- \"$1\"; n=$((n+1)); done";
+
+caf::error failure(std::string what) {
+  return caf::make_error(caf::sec::runtime_error,
+                         "embedded_redis: " + std::move(what));
+}
+
+// A descriptor of /dev/null, closed on scope exit.
+struct dev_null {
+  int fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  dev_null() = default;
+  dev_null(const dev_null&) = delete;
+  dev_null& operator=(const dev_null&) = delete;
+  ~dev_null() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
+// True when the server on `socket` answers PING.
+bool answers_ping(const std::string& socket) {
+  std::error_code ec;
+  if (!std::filesystem::exists(socket, ec))
+    return false;
+  timeval tv{0, 200'000};
+  auto* ctx = redisConnectUnixWithTimeout(socket.c_str(), tv);
+  bool ok = false;
+  if (ctx != nullptr && ctx->err == 0) {
+    redisSetTimeout(ctx, tv);
+    auto* r = static_cast<redisReply*>(redisCommand(ctx, "PING"));
+    ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+    if (r != nullptr)
+      freeReplyObject(r);
+  }
+  if (ctx != nullptr)
+    redisFree(ctx);
+  return ok;
+}
+
+} // namespace
+
 caf::expected<std::unique_ptr<embedded_redis>>
 embedded_redis::start(bool persistent) {
   std::unique_ptr<embedded_redis> self{new embedded_redis};
   auto tmpl = (std::filesystem::temp_directory_path() / "actorbus-redis-XXXXXX")
                   .string();
   if (mkdtemp(tmpl.data()) == nullptr)
-    return caf::make_error(caf::sec::runtime_error,
-                           "embedded_redis: cannot create a temporary folder");
+    return failure("cannot create a temporary folder: " +
+                   std::string{std::strerror(errno)});
   self->dir_ = tmpl;
   self->socket_ = tmpl + "/redis.sock";
   self->url_ = "unix://" + self->socket_;
   self->persistent_ = persistent;
+  if (auto err = self->start_cleaner())
+    return err; // the destructor removes the folder
   if (auto err = self->launch())
     return err;
   return self;
 }
 
+caf::error embedded_redis::start_cleaner() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    return failure("pipe: " + std::string{std::strerror(errno)});
+  dev_null null;
+  runtime::process_options opts;
+  opts.stdin_fd = fds[0];
+  opts.stdout_fd = null.fd;
+  opts.parent_death_signal = 0; // it must outlive this program to clean up
+  opts.inherit_fds = false;
+  auto proc = runtime::child_process::spawn(
+      "/bin/sh", {"-c", cleaner_script, "actorbus-redis-cleaner", dir_}, opts);
+  ::close(fds[0]);
+  if (!proc) {
+    ::close(fds[1]);
+    return failure("cannot start the folder's cleaner: " +
+                   runtime::describe(proc.error()));
+  }
+  cleaner_ = std::move(*proc);
+  cleaner_fd_ = fds[1];
+  return caf::none;
+}
+
 caf::error embedded_redis::launch() {
-  std::vector<std::string> args{"redis-server",
-                                "--port",
+  std::vector<std::string> args{"--port",
                                 "0",
                                 "--unixsocket",
                                 socket_,
@@ -382,75 +466,40 @@ caf::error embedded_redis::launch() {
                                 dir_ + "/redis.log"};
   std::error_code ec;
   std::filesystem::remove(socket_, ec);
-  // Everything the child needs is allocated before fork: the parent may
-  // have other threads holding the allocator's locks.
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  auto pid = fork();
-  if (pid < 0)
-    return caf::make_error(caf::sec::runtime_error,
-                           "embedded_redis: fork failed");
-  if (pid == 0) {
-    execvp("redis-server", argv.data());
-    _exit(127);
-  }
-  pid_ = pid;
-  // Ready when the socket answers PING (bounded wait).
-  queue_config cfg;
-  cfg.io_timeout = std::chrono::milliseconds{200};
-  for (int i = 0; i < 500; ++i) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = 0;
-      return caf::make_error(caf::sec::runtime_error,
-                             "embedded_redis: redis-server exited at start "
-                             "(is it installed?)");
+  dev_null null;
+  runtime::process_options opts;
+  opts.stdin_fd = null.fd;
+  opts.stdout_fd = null.fd;
+  opts.inherit_fds = false;
+  auto proc = runtime::child_process::spawn("redis-server", args, opts);
+  if (!proc)
+    return failure("cannot start redis-server (is it installed?): " +
+                   runtime::describe(proc.error()));
+  server_ = std::move(*proc);
+  // Ready when the socket answers PING; each wait returns at once if the
+  // server exits instead.
+  auto deadline = std::chrono::steady_clock::now() + ready_timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (auto status = server_.wait(10ms)) {
+      server_ = runtime::child_process{};
+      return failure("redis-server " + runtime::to_string(*status) +
+                     " at start (its log: " + dir_ + "/redis.log)");
     }
-    if (std::filesystem::exists(socket_, ec)) {
-      auto* ctx = redisConnectUnix(socket_.c_str());
-      if (ctx != nullptr && ctx->err == 0) {
-        auto* r = static_cast<redisReply*>(redisCommand(ctx, "PING"));
-        bool ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
-        if (r != nullptr)
-          freeReplyObject(r);
-        redisFree(ctx);
-        if (ok)
-          return caf::none;
-      } else if (ctx != nullptr) {
-        redisFree(ctx);
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    if (answers_ping(socket_))
+      return caf::none;
   }
   crash();
-  return caf::make_error(caf::sec::runtime_error,
-                         "embedded_redis: redis-server did not come up");
+  return failure("redis-server did not come up");
 }
 
 void embedded_redis::crash() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = 0;
-  }
+  server_ = runtime::child_process{}; // SIGKILL, reaped
 }
 
 void embedded_redis::stop() {
-  if (pid_ <= 0)
-    return;
-  kill(pid_, SIGTERM);
-  for (int i = 0; i < 300; ++i) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = 0;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  }
-  crash();
+  if (server_)
+    server_.terminate(stop_grace);
+  server_ = runtime::child_process{};
 }
 
 caf::error embedded_redis::restart() {
@@ -463,6 +512,9 @@ embedded_redis::~embedded_redis() {
   std::error_code ec;
   if (!dir_.empty())
     std::filesystem::remove_all(dir_, ec);
+  cleaner_ = runtime::child_process{}; // not needed any more: SIGKILL
+  if (cleaner_fd_ >= 0)
+    ::close(cleaner_fd_);
 }
 
 caf::expected<std::shared_ptr<embedded_redis>> embedded_redis::shared() {

@@ -2,6 +2,7 @@
 // Redis crashing under running workers.
 
 #include "actorbus/queue/client.hpp"
+#include "actorbus/queue/detail/embedded_redis_testing.hpp"
 #include "actorbus/queue/embedded_redis.hpp"
 #include "actorbus/queue/worker.hpp"
 #include "actorbus/runtime/runtime.hpp"
@@ -406,7 +407,7 @@ TEST_F(
   for (auto& id : ids)
     if (sut->status(id)->status == task_status::succeeded)
       acked.push_back(id);
-  redis->crash();
+  actorbus::queue::detail::embedded_redis_testing::crash(*redis);
   ASSERT_FALSE(redis->restart());
   for (auto& id : acked) {
     auto info = sut->status(id);

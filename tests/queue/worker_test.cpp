@@ -1,6 +1,7 @@
 #include "actorbus/queue/worker.hpp"
 
 #include "actorbus/queue/client.hpp"
+#include "actorbus/queue/detail/embedded_redis_testing.hpp"
 #include "actorbus/queue/embedded_redis.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
@@ -1187,7 +1188,7 @@ TEST_F(worker_test,
   ASSERT_EQ(twentieth.get_future().wait_for(10s), std::future_status::ready);
   // Not persistent: the restarted Redis has lost every task and the
   // consumer group, which the worker recreates when it reconnects.
-  redis->crash();
+  actorbus::queue::detail::embedded_redis_testing::crash(*redis);
   ASSERT_FALSE(redis->restart());
   std::vector<std::string> ids;
   for (int i = 0; i < 100; ++i)
@@ -1352,7 +1353,7 @@ TEST_F(
     a_stop_waiting_for_a_stuck_task_with_redis_down_sleeps_until_its_deadline) {
   auto release = std::make_shared<test::gate>();
   start_stuck_one_at_a_time(release);
-  redis->crash();
+  actorbus::queue::detail::embedded_redis_testing::crash(*redis);
   // Long enough for a sweep (every 20 ms) to find Redis gone, so that the
   // stop waits between reconnect attempts (were it not found, the stop
   // would wait as in the test above).
@@ -1439,7 +1440,7 @@ TEST_F(worker_test,
     if (p != fault_point::after_effect || !first.exchange(false))
       return;
     // The timeout's acknowledgement is sent: its reply never comes.
-    redis->crash();
+    actorbus::queue::detail::embedded_redis_testing::crash(*redis);
     release.open();
     static_cast<void>(returned.pass());
     crashed.open();

@@ -11,18 +11,17 @@
 //                                        worker_role_process("indexer")));
 //   auto sup = actors::spawn_supervisor(sys, std::move(cfg));
 //
-// A process actor owns exactly one process: `spawn_process` starts it (and
+// A process actor owns exactly one process, a `runtime::child_process`
+// (runtime/process.hpp: reaped through its pidfd, PR_SET_PDEATHSIG, so it
+// dies with this program however that ends). `spawn_process` starts it (and
 // fails if fork or exec fails), the actor exits when the process does, with
 // `exit_reason::normal` for status 0 and an `errc::peer_dead` error naming the
-// status or signal otherwise; that exit is what the supervisor sees. A
-// watcher thread per process sleeps on the process's pidfd (no polling) and
-// reaps it, so no zombie is left. When the actor is told to exit (the
-// supervisor's `user_shutdown`, any exit message), it sends SIGTERM, waits up
-// to `kill_timeout`, then sends SIGKILL, and exits once the process is
-// reaped. If the actor is killed or destroyed first, the process gets SIGKILL
-// and is reaped before the actor's state goes away. Children are started with
-// PR_SET_PDEATHSIG (SIGKILL), tied to their watcher thread, which lives until
-// the child is reaped: if this whole process dies, its children die with it.
+// status or signal otherwise; that exit is what the supervisor sees. When the
+// actor is told to exit (the supervisor's `user_shutdown`, any exit message),
+// it sends SIGTERM, then SIGKILL after `kill_timeout` (on the actor clock),
+// and exits once the process ended. If the actor is killed or destroyed
+// first, the process gets SIGKILL and is reaped before the actor's state goes
+// away.
 //
 // Worker roles: `worker_role_process("indexer")` re-executes this program
 // (/proc/self/exe) with the environment variable ACTORBUS_WORKER_ROLE set;
@@ -36,6 +35,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <functional>
@@ -61,7 +61,7 @@ struct process_spec {
   /// wait on locks or actors of this process.
   std::function<int()> body;
   /// Grace period between SIGTERM and SIGKILL when the actor is stopped.
-  std::chrono::milliseconds kill_timeout{std::chrono::seconds(5)};
+  caf::timespan kill_timeout{std::chrono::seconds(5)};
 };
 
 /// A spec that executes `path` with `args`.

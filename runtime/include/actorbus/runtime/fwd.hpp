@@ -15,5 +15,8 @@ enum class log_level : int;
 enum class errc : unsigned char;
 enum class overload_policy : unsigned char;
 struct backoff;
+class child_process;
+struct exit_status;
+struct process_options;
 
 } // namespace actorbus::runtime
