@@ -257,6 +257,28 @@ TEST_F(handler_pool_test, shutdown_cancels_pending_requests_when_asked) {
   EXPECT_EQ(late.error(), caf::sec::request_receiver_down);
 }
 
+TEST_F(handler_pool_test,
+       a_second_shutdown_cancels_the_requests_a_first_one_left_queued) {
+  script->slow = 0;
+  start({.workers = 1});
+  caf::scoped_actor self{sys};
+  auto held = self->request(sut->handle(), long_wait, 0);
+  auto queued = self->request(sut->handle(), long_wait, 1);
+  // Both reached the pool: the first holds the worker, the second waits.
+  ASSERT_FALSE(sut->shutdown({.wait = false}));
+  auto done = std::async(std::launch::async, [this] {
+    return sut->shutdown({.wait = true, .cancel_pending = true});
+  });
+  std::optional<caf::error> cancelled;
+  queued.receive([](int) { FAIL() << "a cancelled request ran"; },
+                 [&](caf::error& err) { cancelled = err; });
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(*cancelled, caf::sec::request_receiver_down);
+  script->g.open();
+  held.receive([](int) {}, [](caf::error&) {});
+  EXPECT_FALSE(done.get());
+}
+
 TEST_F(handler_pool_test, an_invalid_configuration_is_an_error_value) {
   auto none = handler_pool::make(sys, nullptr, {});
   ASSERT_FALSE(none);
