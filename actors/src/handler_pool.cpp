@@ -159,20 +159,8 @@ public:
   }
 
 protected:
-  // -- hooks -----------------------------------------------------------------
-
-  std::size_t workers_locked() const override {
-    return slots_.size();
-  }
-
-  bool stopped_locked() const override {
-    return queue_.empty() && slots_.empty();
-  }
-
-  caf::actor any_worker_locked() const override {
-    return slots_.empty() ? caf::actor{} : slots_.front().worker;
-  }
-
+  /// Spawns missing workers, hands queued jobs to idle ones and retires idle
+  /// ones that are surplus, or all once the pool closed and nothing waits.
   void rebalance() override {
     std::vector<dispatch> out;
     std::vector<caf::actor> stop;
@@ -186,6 +174,12 @@ protected:
     retire(stop);
     send_all(out);
     add_workers(grow);
+  }
+
+  std::pair<std::size_t, caf::actor> census_locked() const override {
+    // Retiring workers count until they have exited.
+    auto n = slots_.size();
+    return {n, n == 0 ? caf::actor{} : slots_.front().worker};
   }
 
 private:
@@ -521,19 +515,17 @@ handler_pool::handler_pool(runtime::runtime& rt, worker_factory make_worker,
 caf::expected<std::unique_ptr<handler_pool>>
 handler_pool::make(caf::actor_system& sys, worker_factory make_worker,
                    pool_config cfg, worker_threads threads) {
-  if (auto why = detail::check(make_worker, cfg))
-    return detail::bad_config(std::move(*why));
-  return std::make_unique<handler_pool>(sys, std::move(make_worker), cfg,
-                                        threads);
+  auto why = detail::check(make_worker, cfg);
+  return detail::make_checked<handler_pool>(
+      std::move(why), sys, std::move(make_worker), cfg, threads);
 }
 
 caf::expected<std::unique_ptr<handler_pool>>
 handler_pool::make(runtime::runtime& rt, worker_factory make_worker,
                    pool_config cfg, worker_threads threads) {
-  if (auto why = detail::check(make_worker, cfg))
-    return detail::bad_config(std::move(*why));
-  return std::make_unique<handler_pool>(rt, std::move(make_worker), cfg,
-                                        threads);
+  auto why = detail::check(make_worker, cfg);
+  return detail::make_checked<handler_pool>(
+      std::move(why), rt, std::move(make_worker), cfg, threads);
 }
 
 handler_pool::~handler_pool() {

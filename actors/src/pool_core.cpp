@@ -104,8 +104,9 @@ caf::error pool_core::shutdown(const shutdown_options& opts) {
   if (!opts.wait)
     return caf::error{};
   std::unique_lock<std::mutex> guard{mtx_};
-  if (state_cv_.wait_for(guard, opts.timeout,
-                         [this] { return stopped_locked(); }))
+  if (state_cv_.wait_for(guard, opts.timeout, [this] {
+        return queue_.empty() && workers_locked() == 0;
+      }))
     return caf::error{};
   std::vector<item_ptr> left(std::make_move_iterator(queue_.begin()),
                              std::make_move_iterator(queue_.end()));
@@ -159,7 +160,7 @@ bool pool_core::kill_one_worker() {
   caf::actor victim;
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    victim = any_worker_locked();
+    victim = census_locked().second;
   }
   if (!victim)
     return false;

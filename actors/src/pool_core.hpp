@@ -12,6 +12,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
 #include <atomic>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace actorbus::actors::detail {
@@ -35,6 +37,16 @@ std::optional<std::string> check_config(std::string_view component,
 
 /// `caf::sec::invalid_argument` with `context`.
 caf::error bad_config(std::string context);
+
+/// `std::make_unique<Pool>(xs...)`, or the bad configuration `why` as
+/// `caf::sec::invalid_argument`.
+template <class Pool, class... Ts>
+caf::expected<std::unique_ptr<Pool>>
+make_checked(std::optional<std::string> why, Ts&&... xs) {
+  if (why)
+    return bad_config(std::move(*why));
+  return std::make_unique<Pool>(std::forward<Ts>(xs)...);
+}
 
 /// Fails every item of `xs` with `err` and clears `xs`.
 void fail_all(std::vector<item_ptr>& xs, const caf::error& err);
@@ -117,19 +129,19 @@ protected:
   /// lock.
   std::vector<item_ptr> stranded_locked();
 
+  /// Workers alive. Under the lock.
+  std::size_t workers_locked() const {
+    return census_locked().first;
+  }
+
   /// Has the runtime (if any) track `w`.
   void track(const caf::actor& w);
 
   // -- hooks of a pool ------------------------------------------------------
 
-  /// Workers alive (under the lock).
-  virtual std::size_t workers_locked() const = 0;
-
-  /// Every worker stopped and nothing queued (under the lock).
-  virtual bool stopped_locked() const = 0;
-
-  /// A worker to kill for a drill, or none (under the lock).
-  virtual caf::actor any_worker_locked() const = 0;
+  /// How many workers are alive, and one of them (for a drill) or none.
+  /// Under the lock.
+  virtual std::pair<std::size_t, caf::actor> census_locked() const = 0;
 
   /// After the pool closed or its target changed (without the lock): spawn
   /// missing workers, stop surplus or idle ones once closed, hand out work.

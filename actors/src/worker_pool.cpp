@@ -148,20 +148,14 @@ public:
   }
 
 protected:
-  // -- hooks -----------------------------------------------------------------
-
-  std::size_t workers_locked() const override {
-    return workers_.size();
+  std::pair<std::size_t, caf::actor> census_locked() const override {
+    if (workers_.empty())
+      return {0, caf::actor{}};
+    return {workers_.size(), workers_.front()};
   }
 
-  bool stopped_locked() const override {
-    return workers_.empty() && queue_.empty();
-  }
-
-  caf::actor any_worker_locked() const override {
-    return workers_.empty() ? caf::actor{} : workers_.front();
-  }
-
+  /// Spawns missing workers and nudges the idle ones, which leave when
+  /// surplus or when the pool closed and the queue is empty.
   void rebalance() override {
     std::vector<caf::actor> wake;
     std::size_t missing = 0;
@@ -398,16 +392,14 @@ worker_pool::worker_pool(runtime::runtime& rt, pool_config cfg,
 caf::expected<std::unique_ptr<worker_pool>>
 worker_pool::make(caf::actor_system& sys, pool_config cfg,
                   worker_tuning tuning) {
-  if (auto why = detail::check(cfg, tuning))
-    return detail::bad_config(std::move(*why));
-  return std::make_unique<worker_pool>(sys, cfg, tuning);
+  return detail::make_checked<worker_pool>(detail::check(cfg, tuning), sys, cfg,
+                                           tuning);
 }
 
 caf::expected<std::unique_ptr<worker_pool>>
 worker_pool::make(runtime::runtime& rt, pool_config cfg, worker_tuning tuning) {
-  if (auto why = detail::check(cfg, tuning))
-    return detail::bad_config(std::move(*why));
-  return std::make_unique<worker_pool>(rt, cfg, tuning);
+  return detail::make_checked<worker_pool>(detail::check(cfg, tuning), rt, cfg,
+                                           tuning);
 }
 
 worker_pool::~worker_pool() = default;
