@@ -71,7 +71,7 @@ struct pool_stats {
   std::size_t target = 0;    ///< workers the pool keeps
   std::size_t queued = 0;    ///< items waiting for a worker
   std::size_t completed = 0; ///< items that produced a value or an error
-  std::size_t crashes = 0;   ///< workers that died holding an item
+  std::size_t crashes = 0;   ///< workers that died unasked (crash, kill)
   std::size_t replaced = 0;  ///< workers spawned to replace a dead one
   std::size_t retried = 0;   ///< item runs repeated after a crash
   std::size_t dropped = 0;   ///< items dropped by `drop_newest`/`drop_oldest`
