@@ -97,6 +97,24 @@ protected:
   /// lock.
   admission admit_locked(item_ptr& x, caf::error& err, item_ptr& evicted);
 
+  /// Whether the pool is open and its queue has room for one more item.
+  bool open_with_room_locked() const {
+    return !closed_ &&
+           (cfg_.queue_capacity == 0 || queue_.size() < cfg_.queue_capacity);
+  }
+
+  /// How many of `n` new items fit into the queue now (0 once closed).
+  std::size_t room_locked(std::size_t n) const {
+    if (closed_)
+      return 0;
+    if (cfg_.queue_capacity == 0)
+      return n;
+    auto room = queue_.size() < cfg_.queue_capacity
+                    ? cfg_.queue_capacity - queue_.size()
+                    : 0;
+    return room < n ? room : n;
+  }
+
   /// Whether the queue has room for one more item (or the pool closed).
   bool room_or_closed_locked() const;
 

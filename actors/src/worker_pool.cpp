@@ -65,38 +65,25 @@ public:
   // -- submitting ------------------------------------------------------------
 
   void push_one(task_ptr task) {
-    item_ptr x = std::move(task);
     caf::actor wake;
-    item_ptr evicted;
-    caf::error err;
-    bool slow = false;
     {
       std::lock_guard<std::mutex> guard{mtx_};
-      switch (admit_locked(x, err, evicted)) {
-      case admission::queued:
+      if (open_with_room_locked()) {
+        queue_.push_back(std::move(task));
         pushes_.fetch_add(1, std::memory_order_release);
         if (!idle_.empty()) {
           wake = std::move(idle_.back());
           idle_.pop_back();
         }
-        break;
-      case admission::wait:
-        slow = true;
-        break;
-      case admission::refused:
-        break;
       }
     }
     if (wake)
       caf::anon_send(wake, nudge_atom::value);
-    if (evicted)
-      evicted->fail(dropped_for_newer());
-    if (slow) {
+    if (task) {
+      // Closed or full: the overload policy decides.
       std::vector<item_ptr> one;
-      one.push_back(std::move(x));
+      one.push_back(std::move(task));
       push(one);
-    } else if (x) {
-      x->fail(std::move(err));
     }
   }
 
@@ -107,7 +94,18 @@ public:
     {
       std::unique_lock<std::mutex> guard{mtx_};
       auto deadline = std::chrono::steady_clock::now() + cfg_.block_timeout;
-      for (auto& x : xs) {
+      bool queued = false;
+      for (std::size_t k = 0; k < xs.size();) {
+        // As many as fit go in at once; one wake-up signal for all.
+        auto fit = room_locked(xs.size() - k);
+        if (fit > 0) {
+          for (std::size_t i = 0; i < fit; ++i)
+            queue_.push_back(std::move(xs[k++]));
+          queued = true;
+          continue;
+        }
+        // Closed or full: the overload policy decides for this one.
+        auto& x = xs[k++];
         for (;;) {
           item_ptr out;
           caf::error err;
@@ -115,7 +113,7 @@ public:
           if (out)
             evicted.push_back(std::move(out));
           if (verdict == admission::queued) {
-            pushes_.fetch_add(1, std::memory_order_release);
+            queued = true;
             break;
           }
           if (verdict == admission::refused) {
@@ -123,6 +121,9 @@ public:
             break;
           }
           // Full under `block`: let the idle workers start, then wait.
+          if (queued)
+            pushes_.fetch_add(1, std::memory_order_release);
+          queued = false;
           wake_idle_locked(wake);
           if (!wake.empty()) {
             guard.unlock();
@@ -138,6 +139,8 @@ public:
           }
         }
       }
+      if (queued)
+        pushes_.fetch_add(1, std::memory_order_release);
       wake_idle_locked(wake);
     }
     nudge(wake);
