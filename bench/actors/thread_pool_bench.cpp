@@ -21,18 +21,14 @@ using namespace actorbus::actors;
 constexpr int n_tasks = 100'000;
 constexpr auto wait_limit = caf::timespan{std::chrono::seconds(60)};
 
-pool_config bench_config() {
-  pool_config cfg;
-  cfg.workers = 2;
-  cfg.batch = 64;
-  return cfg;
-}
+const pool_config bench_config{.workers = 2};
+const worker_tuning bench_tuning{.batch = 64};
 
 // Submits 100,000 no-op tasks one by one, then waits for every future.
 void BM_pool_submit_actorbus(benchmark::State& state) {
   actorbus::runtime::runtime_config cfg;
   caf::actor_system sys{cfg};
-  worker_pool pool{sys, bench_config()};
+  worker_pool pool{sys, bench_config, bench_tuning};
   std::vector<task_future<int>> fs;
   fs.reserve(n_tasks);
   for (auto _ : state) {
@@ -50,7 +46,7 @@ void BM_pool_submit_actorbus(benchmark::State& state) {
 void BM_pool_map_actorbus(benchmark::State& state) {
   actorbus::runtime::runtime_config cfg;
   caf::actor_system sys{cfg};
-  worker_pool pool{sys, bench_config()};
+  worker_pool pool{sys, bench_config, bench_tuning};
   std::vector<int> xs(n_tasks);
   std::iota(xs.begin(), xs.end(), 0);
   for (auto _ : state) {

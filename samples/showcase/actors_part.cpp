@@ -39,7 +39,7 @@ int run(actorbus::runtime::runtime& rt) {
   long sum = 0;
   pool_stats st;
   {
-    worker_pool pool{sys, {.workers = 4, .on_crash = crash_policy::retry}};
+    worker_pool pool{rt, {.workers = 4, .on_crash = crash_policy::retry}};
     std::atomic<bool> crashed{false};
     std::vector<task_future<int>> fs;
     for (int i = 0; i < 100; ++i)

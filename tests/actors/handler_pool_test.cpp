@@ -1,4 +1,6 @@
 #include "actorbus/actors/handler_pool.hpp"
+#include "actorbus/runtime/error.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
 #include "gate.hpp"
 
@@ -13,6 +15,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -197,8 +200,9 @@ TEST_F(handler_pool_test, resizing_grows_and_shrinks_the_workers) {
 
 TEST_F(handler_pool_test, a_full_queue_rejects_a_request_at_once) {
   script->slow = 0;
-  start(
-      {.workers = 1, .queue_capacity = 1, .on_full = overflow_policy::reject});
+  start({.workers = 1,
+         .queue_capacity = 1,
+         .on_full = actorbus::runtime::overload_policy::fail});
   caf::scoped_actor self{sys};
   // Requests reach the pool in order: 0 holds the worker, 1 waits.
   auto held = self->request(sut->handle(), long_wait, 0);
@@ -219,7 +223,7 @@ TEST_F(handler_pool_test, a_blocked_request_fails_when_no_room_comes_in_time) {
   script->slow = 0;
   start({.workers = 1,
          .queue_capacity = 1,
-         .on_full = overflow_policy::block,
+         .on_full = actorbus::runtime::overload_policy::block,
          .block_timeout = std::chrono::milliseconds(20)});
   caf::scoped_actor self{sys};
   auto held = self->request(sut->handle(), long_wait, 0);
@@ -257,10 +261,65 @@ TEST_F(handler_pool_test, shutdown_cancels_pending_requests_when_asked) {
   EXPECT_EQ(late.error(), caf::sec::request_receiver_down);
 }
 
+TEST_F(handler_pool_test,
+       a_second_shutdown_cancels_the_requests_a_first_one_left_queued) {
+  script->slow = 0;
+  start({.workers = 1});
+  caf::scoped_actor self{sys};
+  auto held = self->request(sut->handle(), long_wait, 0);
+  auto queued = self->request(sut->handle(), long_wait, 1);
+  // Both reached the pool: the first holds the worker, the second waits.
+  ASSERT_FALSE(sut->shutdown({.wait = false}));
+  auto done = std::async(std::launch::async, [this] {
+    return sut->shutdown({.wait = true, .cancel_pending = true});
+  });
+  std::optional<caf::error> cancelled;
+  queued.receive([](int) { FAIL() << "a cancelled request ran"; },
+                 [&](caf::error& err) { cancelled = err; });
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(*cancelled, caf::sec::request_receiver_down);
+  script->g.open();
+  held.receive([](int) {}, [](caf::error&) {});
+  EXPECT_FALSE(done.get());
+}
+
+TEST_F(handler_pool_test,
+       a_runtime_shutdown_answers_the_queue_and_stops_a_pool_that_outlives_it) {
+  std::unique_ptr<handler_pool> outliving;
+  actorbus::runtime::runtime rt;
+  auto s = script;
+  auto made = handler_pool::make(
+      rt,
+      [s](caf::event_based_actor* self) { return scripted_worker(self, s); },
+      {.workers = 2});
+  ASSERT_TRUE(made);
+  outliving = std::move(*made);
+  EXPECT_EQ(rt.tracked(), 2u) << "the runtime tracks the workers";
+  // The requester lives in the fixture's system, which outlives `rt`.
+  caf::scoped_actor self{sys};
+  std::vector<int> xs(100);
+  std::iota(xs.begin(), xs.end(), 0);
+  for (auto x : xs)
+    self->send(outliving->handle(), x);
+  auto last = self->request(outliving->handle(), long_wait, 100);
+  // The runtime's owner thread shuts it down while jobs are queued.
+  auto report = rt.shutdown(std::chrono::seconds(30));
+  EXPECT_EQ(report.abandoned, 0u) << "the runtime joined its actor system";
+  EXPECT_EQ(report.killed, 0u);
+  last.receive([](int x) { EXPECT_EQ(x, 200); },
+               [&](caf::error& err) { FAIL() << caf::to_string(err); });
+  EXPECT_EQ(outliving->stats().completed, 101u) << "every queued job ran";
+  EXPECT_EQ(outliving->stats().workers, 0u);
+  outliving.reset(); // after the runtime's shutdown: returns at once
+}
+
 TEST_F(handler_pool_test, an_invalid_configuration_is_an_error_value) {
   auto none = handler_pool::make(sys, nullptr, {});
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error(), caf::sec::invalid_argument);
+  EXPECT_EQ(actorbus::runtime::describe(none.error()),
+            "caf.invalid_argument: handler_pool.make_worker: must not be "
+            "empty");
   auto zero = handler_pool::make(
       sys, [](caf::event_based_actor*) { return caf::behavior{}; },
       {.workers = 0});

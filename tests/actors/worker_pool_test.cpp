@@ -1,6 +1,8 @@
 #include "actorbus/actors/worker_pool.hpp"
 
 #include "actorbus/runtime/call.hpp"
+#include "actorbus/runtime/error.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
 #include "gate.hpp"
 
@@ -13,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <stdexcept>
@@ -190,8 +193,9 @@ TEST_F(worker_pool_test, a_task_that_always_crashes_fails_after_its_attempts) {
 }
 
 TEST_F(worker_pool_test, a_full_queue_rejects_by_policy_and_loses_nothing) {
-  start(
-      {.workers = 1, .queue_capacity = 1, .on_full = overflow_policy::reject});
+  start({.workers = 1,
+         .queue_capacity = 1,
+         .on_full = actorbus::runtime::overload_policy::fail});
   gate g;
   std::promise<void> started;
   auto busy = sut->submit([&] {
@@ -211,7 +215,7 @@ TEST_F(worker_pool_test, a_full_queue_rejects_by_policy_and_loses_nothing) {
 TEST_F(worker_pool_test, a_blocked_submit_gives_up_after_its_timeout) {
   start({.workers = 1,
          .queue_capacity = 1,
-         .on_full = overflow_policy::block,
+         .on_full = actorbus::runtime::overload_policy::block,
          .block_timeout = 20ms});
   gate g;
   std::promise<void> started;
@@ -300,6 +304,43 @@ TEST_F(worker_pool_test, an_actor_answers_a_request_with_a_task_result) {
   ASSERT_TRUE(r) << sys.render(r.error());
   EXPECT_EQ(*r, 144);
   caf::anon_send_exit(squarer, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(worker_pool_test,
+       a_runtime_shutdown_runs_the_queue_and_stops_a_pool_that_outlives_it) {
+  std::unique_ptr<worker_pool> outliving;
+  actorbus::runtime::runtime rt;
+  auto made = worker_pool::make(rt, {.workers = 2});
+  ASSERT_TRUE(made);
+  outliving = std::move(*made);
+  EXPECT_EQ(rt.tracked(), 2u) << "the runtime tracks the workers";
+  std::vector<task_future<int>> queued;
+  for (int i = 0; i < 1000; ++i)
+    queued.push_back(outliving->submit([i] { return i; }));
+  // The runtime's owner thread shuts it down while tasks are queued.
+  auto report = rt.shutdown(std::chrono::seconds(30));
+  EXPECT_EQ(report.abandoned, 0u) << "the runtime joined its actor system";
+  EXPECT_EQ(report.killed, 0u);
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_EQ(*queued[i].get(long_wait), i) << "queued work ran";
+  EXPECT_EQ(outliving->stats().workers, 0u);
+  EXPECT_EQ(outliving->submit([] { return 0; }).get(long_wait).error(),
+            caf::sec::request_receiver_down);
+  outliving.reset(); // after the runtime's shutdown: returns at once
+}
+
+TEST_F(worker_pool_test, bad_settings_name_the_field) {
+  auto batch = worker_pool::make(sys, {}, {.batch = 0});
+  ASSERT_FALSE(batch);
+  EXPECT_EQ(batch.error(), caf::sec::invalid_argument);
+  EXPECT_EQ(actorbus::runtime::describe(batch.error()),
+            "caf.invalid_argument: worker_pool.batch: must be at least 1");
+  try {
+    worker_pool bad{sys, {.workers = 0}};
+    FAIL() << "a pool without workers was made";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "worker_pool.workers: must be at least 1");
+  }
 }
 
 TEST_F(worker_pool_test, an_invalid_configuration_is_refused) {
