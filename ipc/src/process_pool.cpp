@@ -10,6 +10,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/sec.hpp>
 #include <caf/send.hpp>
 
 #include <atomic>
@@ -43,6 +44,11 @@ constexpr uint64_t reply_result = 0;
 // reply_trailer::status: the result did not fit a frame; the reply carries
 // its size (a uint64_t) instead.
 constexpr uint64_t reply_too_large = 1;
+// reply_trailer::status: the task threw; the reply carries the text.
+constexpr uint64_t reply_threw = 2;
+// reply_trailer::status: the argument did not deserialize; the reply
+// carries why.
+constexpr uint64_t reply_bad_argument = 3;
 
 // The smallest max_frame that carries every reply.
 constexpr size_t min_max_frame = sizeof(uint64_t) + trailer_size;
@@ -75,12 +81,17 @@ int worker_main(const std::string& name, const pool_core::worker_fn& fn) {
     }
     out.clear();
     auto t0 = clock_type::now();
-    fn(in, out);
+    auto outcome = fn(in, out);
     reply_trailer trailer;
     trailer.ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                      clock_type::now() - t0)
                      .count();
-    if (out.size() > max_result) {
+    if (outcome != task_outcome::ok) {
+      // A text: cut to what fits.
+      trailer.status =
+          outcome == task_outcome::threw ? reply_threw : reply_bad_argument;
+      out.resize(std::min(out.size(), max_result));
+    } else if (out.size() > max_result) {
       uint64_t size = out.size();
       out.resize(sizeof(size));
       std::memcpy(out.data(), &size, sizeof(size));
@@ -103,7 +114,8 @@ caf::error take_trailer(std::vector<std::byte>& reply, reply_trailer& out) {
   auto at = reply.size() - trailer_size;
   std::memcpy(&out, reply.data() + at, trailer_size);
   reply.resize(at);
-  if (out.status == reply_result)
+  if (out.status == reply_result || out.status == reply_threw ||
+      out.status == reply_bad_argument)
     return caf::none;
   if (out.status == reply_too_large && reply.size() == sizeof(uint64_t))
     return caf::none;
@@ -124,9 +136,22 @@ caf::error result_too_large(std::span<const std::byte> reply,
           " bytes of reply trailer)");
 }
 
+// The error of a task whose reply carries a text instead of a result.
+caf::error task_failed(const reply_trailer& trailer,
+                       std::span<const std::byte> reply) {
+  std::string text(reinterpret_cast<const char*>(reply.data()), reply.size());
+  if (trailer.status == reply_threw)
+    return caf::make_error(caf::sec::runtime_error,
+                           "process_pool task threw: " + text);
+  return make_error(errc::corrupt_frame,
+                    "a worker could not read the task's argument: " + text);
+}
+
 struct job {
   std::vector<std::byte> arg;
-  std::function<void(caf::expected<std::vector<std::byte>>)> done;
+  pool_core::result_fn done;
+  // Workers that died while running it.
+  size_t crashes = 0;
 };
 
 // Fails every job in `jobs` with `err`.
@@ -243,12 +268,14 @@ struct pool_core::impl {
     actors::supervisor_config sc;
     sc.strategy = actors::restart_strategy::one_for_one;
     sc.max_restarts = opts.max_restarts;
-    sc.period = opts.restart_period.count() > 0
-                    ? caf::timespan{opts.restart_period}
-                    : caf::timespan{forever};
-    sc.backoff.min = opts.restart_delay;
-    sc.backoff.max = std::max(opts.max_restart_delay, opts.restart_delay);
-    sc.backoff.reset_after = 1s;
+    sc.period = opts.restart_period.count() > 0 ? opts.restart_period
+                                                : caf::timespan{forever};
+    const auto& b = opts.restart_backoff;
+    sc.backoff.min = b.min;
+    sc.backoff.max = b.max;
+    sc.backoff.multiplier = b.multiplier;
+    sc.backoff.jitter = b.jitter;
+    sc.backoff.reset_after = b.reset_after;
     for (size_t k = 0; k < slots.size(); ++k) {
       actors::child_spec child;
       child.id = "worker-" + std::to_string(k);
@@ -287,7 +314,7 @@ struct pool_core::impl {
                           std::optional<channel>& ch, pid_t& pid) {
     auto& s = slots[k];
     auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::max(opts.restart_delay, opts.max_restart_delay) + 30s);
+        std::max(opts.restart_backoff.min, opts.restart_backoff.max) + 30s);
     if (!cv.wait_for(guard, limit,
                      [&] { return s.fresh || gave_up || stopping; }))
       return make_error(errc::timeout,
@@ -310,8 +337,7 @@ struct pool_core::impl {
   size_t window(std::chrono::nanoseconds typical) const {
     if (typical.count() == 0 || typical > opts.long_task)
       return 1;
-    auto fill =
-        static_cast<size_t>(std::chrono::nanoseconds{opts.long_task} / typical);
+    auto fill = static_cast<size_t>(opts.long_task / typical);
     return std::max(opts.prefetch, std::min(fill, max_window));
   }
 
@@ -388,8 +414,10 @@ struct pool_core::impl {
           bytes -= footprint(inflight.front());
           if (trailer.status == reply_result)
             inflight.front().done(std::move(result));
-          else
+          else if (trailer.status == reply_too_large)
             inflight.front().done(result_too_large(result, ch->max_frame()));
+          else
+            inflight.front().done(task_failed(trailer, result));
           inflight.pop_front();
           result = {};
         }
@@ -403,6 +431,14 @@ struct pool_core::impl {
           !inflight.empty()) {
         // The oldest task overran its time (or broke the protocol).
         inflight.front().done(std::move(err));
+        inflight.pop_front();
+      } else if (!inflight.empty() &&
+                 ++inflight.front().crashes == opts.max_task_attempts) {
+        // The worker died running the oldest task, once too often.
+        inflight.front().done(
+            make_error(errc::task_crashed,
+                       "its worker process died on it " +
+                           std::to_string(opts.max_task_attempts) + " times"));
         inflight.pop_front();
       }
       // Re-run the rest (they were lost with the worker) elsewhere.
@@ -482,9 +518,15 @@ pool_core::~pool_core() {
 
 caf::error pool_core::start() {
   if (impl_->opts.channel.max_frame < min_max_frame)
-    return make_error(errc::invalid_argument,
-                      "a process pool needs a channel max_frame of at least " +
-                          std::to_string(min_max_frame) + " bytes");
+    return caf::make_error(caf::sec::invalid_argument,
+                           "process_pool.channel.max_frame: must be at least " +
+                               std::to_string(min_max_frame) + " bytes");
+  if (auto err = impl_->opts.restart_backoff.validate())
+    return caf::make_error(caf::sec::invalid_argument,
+                           "process_pool.restart_" +
+                               (err.context().match_elements<std::string>()
+                                    ? err.context().get_as<std::string>(0)
+                                    : std::string{"backoff: invalid"}));
   caf::error err;
   on_own_thread([this, &err] {
     impl_->sys.emplace(impl_->cfg);
@@ -519,14 +561,21 @@ caf::error pool_core::start() {
   return caf::none;
 }
 
+namespace {
+
+// The error of a task whose argument no channel carries.
+caf::error argument_too_large(size_t size, size_t max_frame) {
+  return make_error(errc::frame_too_large,
+                    "the task's argument of " + std::to_string(size) +
+                        " bytes exceeds the channel max_frame of " +
+                        std::to_string(max_frame) + " bytes");
+}
+
+} // namespace
+
 void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
   if (tasks.empty())
     return;
-  if (impl_->drivers.empty()) { // start() failed: fail rather than hang
-    for (size_t i = 0; i < tasks.size(); ++i)
-      done(i, make_error(errc::peer_dead, "process pool did not start"));
-    return;
-  }
   std::mutex done_mx;
   std::condition_variable done_cv;
   size_t remaining = tasks.size();
@@ -536,6 +585,11 @@ void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
     if (--remaining == 0)
       done_cv.notify_all();
   };
+  if (impl_->drivers.empty()) { // start() failed: fail rather than hang
+    for (size_t i = 0; i < tasks.size(); ++i)
+      finish(i, make_error(errc::peer_dead, "process pool did not start"));
+    return;
+  }
   // A task that no channel carries fails here, before any worker sees it.
   const auto max_frame = impl_->opts.channel.max_frame;
   std::vector<std::pair<size_t, size_t>> refused; // index, size
@@ -555,14 +609,24 @@ void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
   }
   impl_->cv.notify_all();
   for (auto [i, size] : refused)
-    finish(i, make_error(errc::frame_too_large,
-                         "the task's argument of " + std::to_string(size) +
-                             " bytes exceeds the channel max_frame of " +
-                             std::to_string(max_frame) + " bytes"));
+    finish(i, argument_too_large(size, max_frame));
   // Every task ends: each wait of a driver is bounded (task_timeout, the
   // wait for a replaced worker) and so are restarts (max_restarts).
   std::unique_lock guard{done_mx};
   done_cv.wait(guard, [&] { return remaining == 0; });
+}
+
+void pool_core::submit(std::vector<std::byte> task, result_fn done) {
+  if (impl_->drivers.empty())
+    return done(make_error(errc::peer_dead, "process pool did not start"));
+  const auto max_frame = impl_->opts.channel.max_frame;
+  if (task.size() > max_frame)
+    return done(argument_too_large(task.size(), max_frame));
+  {
+    std::lock_guard guard{impl_->mx};
+    impl_->queue.push_back(job{std::move(task), std::move(done)});
+  }
+  impl_->cv.notify_all();
 }
 
 size_t pool_core::size() const noexcept {
