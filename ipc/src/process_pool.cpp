@@ -192,91 +192,92 @@ struct pool_core::impl {
     size_t starts = 0;
   };
 
-  worker_fn fn;
-  process_pool_options opts;
+  worker_fn fn_;
+  process_pool_options opts_;
   // Ring bytes the arguments in flight to one worker may take: no more than
   // its task ring holds (the channel rounds its capacity up to a power of
   // two, at least one largest frame). Every task in that ring is in flight,
   // so a driver's send never waits for space, and it always goes on to take
   // the results its worker waits to send: with the task ring and the result
   // ring both full, each side would wait on the other until task_timeout.
-  uint64_t ring_bytes;
-  std::mutex mx; // guards everything below but the atomics
-  std::condition_variable cv;
-  std::deque<job> queue;
-  bool stopping = false;
-  caf::error gave_up;
-  std::vector<slot> slots;
+  uint64_t ring_bytes_;
+  std::mutex mx_; // guards everything below but the atomics
+  std::condition_variable cv_;
+  std::deque<job> queue_;
+  bool stopping_ = false;
+  caf::error gave_up_;
+  std::vector<slot> slots_;
   // Channels of drivers that finished, open until the supervisor stopped
   // their workers: a worker whose channel closes exits, and would be
   // restarted.
-  std::vector<channel> retired;
-  std::atomic<size_t> restarts{0};
-  std::atomic<uint64_t> counter{0};
-  std::vector<std::thread> drivers;
-  caf::actor_system_config cfg;
-  std::optional<caf::actor_system> sys;
-  caf::actor sup;
+  std::vector<channel> retired_;
+  std::atomic<size_t> restarts_{0};
+  std::atomic<uint64_t> counter_{0};
+  std::vector<std::thread> drivers_;
+  caf::actor_system_config cfg_;
+  std::optional<caf::actor_system> sys_;
+  caf::actor sup_;
 
   explicit impl(worker_fn f, process_pool_options o)
-      : fn(std::move(f))
-      , opts(o)
-      , ring_bytes(std::max<uint64_t>(
+      : fn_(std::move(f))
+      , opts_(o)
+      , ring_bytes_(std::max<uint64_t>(
             o.channel.capacity, internal::frame_footprint(o.channel.max_frame)))
-      , slots(o.workers) {
+      , slots_(o.workers) {
     // The supervisor and the process actors need little: one thread, and
     // one that sleeps while workers compute. CAF's stock polling (500 sleeps
     // of 50 µs after every message, then a wake-up every 10 ms) took a
     // quarter of a core from the workers right after the pool started;
     // here the thread blocks on its condition variable after a short spin,
     // and every enqueue wakes it (it has no sibling to steal from).
-    cfg.set("scheduler.max-threads", size_t{1});
-    cfg.set("work-stealing.aggressive-poll-attempts", size_t{10});
-    cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
-    cfg.set("work-stealing.relaxed-sleep-duration",
-            caf::timespan{std::chrono::seconds(1)});
-    cfg.set("logger.verbosity", caf::atom("quiet"));
+    cfg_.set("scheduler.max-threads", size_t{1});
+    cfg_.set("work-stealing.aggressive-poll-attempts", size_t{10});
+    cfg_.set("work-stealing.moderate-poll-attempts", size_t{0});
+    cfg_.set("work-stealing.relaxed-sleep-duration",
+             caf::timespan{std::chrono::seconds(1)});
+    cfg_.set("logger.verbosity", caf::atom("quiet"));
   }
 
   // The supervisor's start function of worker k: a new channel, and a
   // forked process that opens it.
   caf::expected<caf::actor> start_worker(caf::actor_system& sys, size_t k) {
     auto name = "actorbus-pool-" + std::to_string(::getpid()) + "-" +
-                std::to_string(k) + "-" + std::to_string(++counter);
-    auto ch = channel::create(name, opts.channel);
+                std::to_string(k) + "-" + std::to_string(++counter_);
+    auto ch = channel::create(name, opts_.channel);
     if (!ch)
       return std::move(ch.error());
-    auto spec = forked_process([name, f = fn] { return worker_main(name, f); });
+    auto spec =
+        forked_process([name, f = fn_] { return worker_main(name, f); });
     spec.kill_timeout = 1s;
     auto proc = launch_process(sys, std::move(spec));
     if (!proc)
       return std::move(proc.error());
     {
-      std::lock_guard guard{mx};
-      auto& s = slots[k];
+      std::lock_guard guard{mx_};
+      auto& s = slots_[k];
       if (s.starts++ > 0)
-        ++restarts;
+        ++restarts_;
       s.fresh.emplace(std::move(*ch));
       s.process = proc->actor;
       s.pid = proc->pid;
     }
-    cv.notify_all();
+    cv_.notify_all();
     return std::move(proc->actor);
   }
 
   caf::error start_supervisor() {
     actors::supervisor_config sc;
     sc.strategy = actors::restart_strategy::one_for_one;
-    sc.max_restarts = opts.max_restarts;
-    sc.period = opts.restart_period.count() > 0 ? opts.restart_period
-                                                : caf::timespan{forever};
-    const auto& b = opts.restart_backoff;
+    sc.max_restarts = opts_.max_restarts;
+    sc.period = opts_.restart_period.count() > 0 ? opts_.restart_period
+                                                 : caf::timespan{forever};
+    const auto& b = opts_.restart_backoff;
     sc.backoff.min = b.min;
     sc.backoff.max = b.max;
     sc.backoff.multiplier = b.multiplier;
     sc.backoff.jitter = b.jitter;
     sc.backoff.reset_after = b.reset_after;
-    for (size_t k = 0; k < slots.size(); ++k) {
+    for (size_t k = 0; k < slots_.size(); ++k) {
       actors::child_spec child;
       child.id = "worker-" + std::to_string(k);
       // A worker exits only when the supervisor stops it; any other exit
@@ -289,19 +290,19 @@ struct pool_core::impl {
       };
       sc.children.push_back(std::move(child));
     }
-    auto res = actors::spawn_supervisor(*sys, std::move(sc));
+    auto res = actors::spawn_supervisor(*sys_, std::move(sc));
     if (!res)
       return std::move(res.error());
-    sup = std::move(*res);
-    caf::actor_cast<caf::abstract_actor*>(sup)->attach_functor(
+    sup_ = std::move(*res);
+    caf::actor_cast<caf::abstract_actor*>(sup_)->attach_functor(
         [this](const caf::error& reason) {
-          std::lock_guard guard{mx};
-          if (!stopping)
-            gave_up = make_error(errc::peer_dead,
-                                 "process pool gave up after " +
-                                     std::to_string(restarts.load()) +
-                                     " restarts: " + describe(reason));
-          cv.notify_all();
+          std::lock_guard guard{mx_};
+          if (!stopping_)
+            gave_up_ = make_error(errc::peer_dead,
+                                  "process pool gave up after " +
+                                      std::to_string(restarts_.load()) +
+                                      " restarts: " + describe(reason));
+          cv_.notify_all();
         });
     return caf::none;
   }
@@ -312,17 +313,18 @@ struct pool_core::impl {
   // worker came in time.
   caf::error await_worker(std::unique_lock<std::mutex>& guard, size_t k,
                           std::optional<channel>& ch, pid_t& pid) {
-    auto& s = slots[k];
+    auto& s = slots_[k];
     auto limit = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::max(opts.restart_backoff.min, opts.restart_backoff.max) + 30s);
-    if (!cv.wait_for(guard, limit,
-                     [&] { return s.fresh || gave_up || stopping; }))
+        std::max(opts_.restart_backoff.min, opts_.restart_backoff.max) + 30s);
+    if (!cv_.wait_for(guard, limit,
+                      [&] { return s.fresh || gave_up_ || stopping_; }))
       return make_error(errc::timeout,
                         "worker " + std::to_string(k) +
                             " of the process pool was not replaced within " +
                             std::to_string(limit.count()) + " ms");
     if (!s.fresh)
-      return gave_up ? gave_up : make_error(errc::peer_closed, "pool stopped");
+      return gave_up_ ? gave_up_
+                      : make_error(errc::peer_closed, "pool stopped");
     ch = std::move(s.fresh);
     s.fresh.reset();
     pid = s.pid;
@@ -335,10 +337,10 @@ struct pool_core::impl {
   // waits for the pool's thread to be scheduled (which takes milliseconds
   // on a loaded machine) yet no worker hoards more than it can finish soon.
   size_t window(std::chrono::nanoseconds typical) const {
-    if (typical.count() == 0 || typical > opts.long_task)
+    if (typical.count() == 0 || typical > opts_.long_task)
       return 1;
-    auto fill = static_cast<size_t>(opts.long_task / typical);
-    return std::max(opts.prefetch, std::min(fill, max_window));
+    auto fill = static_cast<size_t>(opts_.long_task / typical);
+    return std::max(opts_.prefetch, std::min(fill, max_window));
   }
 
   // Ring bytes the argument of `j` takes.
@@ -356,38 +358,53 @@ struct pool_core::impl {
     std::deque<job> fresh;    // taken from the queue, not yet sent
     uint64_t bytes = 0;       // ring bytes of the arguments of both
     std::chrono::nanoseconds typical{0}; // smoothed compute time per task
+    // A task whose worker died on it once too often: it fails once the
+    // worker is replaced (or the pool gives up), so that `restarts()` counts
+    // that replacement when its future is ready.
+    std::optional<job> doomed;
+    auto fail_doomed = [&] {
+      if (!doomed)
+        return;
+      doomed->done(make_error(errc::task_crashed,
+                              "its worker process died on it " +
+                                  std::to_string(opts_.max_task_attempts) +
+                                  " times"));
+      doomed.reset();
+    };
     for (;;) {
       {
-        std::unique_lock guard{mx};
-        if (inflight.empty())
-          cv.wait(guard, [&] { return stopping || !queue.empty(); });
-        if (stopping && queue.empty() && inflight.empty())
+        std::unique_lock guard{mx_};
+        if (inflight.empty() && !doomed)
+          cv_.wait(guard, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_ && queue_.empty() && inflight.empty() && !doomed)
           break;
         auto room = window(typical);
         room -= std::min(room, inflight.size());
         // Take a fair share so that long tasks spread over all workers.
-        auto share = std::max<size_t>(1, queue.size() / slots.size());
+        auto share = std::max<size_t>(1, queue_.size() / slots_.size());
         // Arguments fit max_frame (run() refuses others), so the first one
         // always fits the ring.
-        for (auto n = std::min(share, room); n > 0 && !queue.empty(); --n) {
-          auto need = footprint(queue.front());
-          if (bytes + need > ring_bytes)
+        for (auto n = std::min(share, room); n > 0 && !queue_.empty(); --n) {
+          auto need = footprint(queue_.front());
+          if (bytes + need > ring_bytes_)
             break;
           bytes += need;
-          fresh.push_back(std::move(queue.front()));
-          queue.pop_front();
+          fresh.push_back(std::move(queue_.front()));
+          queue_.pop_front();
         }
         if (auto err = ch ? caf::error{} : await_worker(guard, k, ch, pid)) {
           guard.unlock();
+          fail_doomed();
           fail_all(inflight, err);
           fail_all(fresh, err);
           bytes = 0;
           continue;
         }
       }
+      fail_doomed();
       caf::error err;
       while (!err && !fresh.empty()) {
-        err = ch->send(fresh.front().arg, opts.task_timeout);
+        err = ch->send(fresh.front().arg, opts_.task_timeout);
         if (err == errc::frame_too_large) {
           // That task's own failure, not the worker's (run() refuses such
           // tasks before they get here).
@@ -402,7 +419,7 @@ struct pool_core::impl {
       }
       reply_trailer trailer;
       if (!err && !inflight.empty()) {
-        err = ch->receive(result, opts.task_timeout);
+        err = ch->receive(result, opts_.task_timeout);
         if (!err)
           err = take_trailer(result, trailer);
       }
@@ -433,30 +450,27 @@ struct pool_core::impl {
         inflight.front().done(std::move(err));
         inflight.pop_front();
       } else if (!inflight.empty() &&
-                 ++inflight.front().crashes == opts.max_task_attempts) {
+                 ++inflight.front().crashes == opts_.max_task_attempts) {
         // The worker died running the oldest task, once too often.
-        inflight.front().done(
-            make_error(errc::task_crashed,
-                       "its worker process died on it " +
-                           std::to_string(opts.max_task_attempts) + " times"));
+        doomed.emplace(std::move(inflight.front()));
         inflight.pop_front();
       }
       // Re-run the rest (they were lost with the worker) elsewhere.
       bytes = 0;
-      std::lock_guard guard{mx};
+      std::lock_guard guard{mx_};
       while (!fresh.empty()) {
-        queue.push_front(std::move(fresh.back()));
+        queue_.push_front(std::move(fresh.back()));
         fresh.pop_back();
       }
       while (!inflight.empty()) {
-        queue.push_front(std::move(inflight.back()));
+        queue_.push_front(std::move(inflight.back()));
         inflight.pop_back();
       }
-      cv.notify_all();
+      cv_.notify_all();
     }
     if (ch) {
-      std::lock_guard guard{mx};
-      retired.push_back(std::move(*ch));
+      std::lock_guard guard{mx_};
+      retired_.push_back(std::move(*ch));
     }
   }
 
@@ -464,9 +478,9 @@ struct pool_core::impl {
   void replace_worker(size_t k, pid_t pid) {
     caf::actor victim;
     {
-      std::lock_guard guard{mx};
-      if (slots[k].pid == pid)
-        victim = slots[k].process;
+      std::lock_guard guard{mx_};
+      if (slots_[k].pid == pid)
+        victim = slots_[k].process;
     }
     if (victim)
       caf::anon_send_exit(victim, caf::exit_reason::kill);
@@ -477,23 +491,23 @@ struct pool_core::impl {
   void stop_system() {
     on_own_thread([this] {
       stop_supervisor();
-      sys.reset();
+      sys_.reset();
     });
-    retired.clear();
+    retired_.clear();
   }
 
   // Stops the supervisor (and with it every process actor: SIGTERM, SIGKILL
   // after kill_timeout, reaped), bounded.
   void stop_supervisor() {
-    if (!sup)
+    if (!sup_)
       return;
-    caf::scoped_actor self{*sys};
-    self->monitor(sup);
-    self->send_exit(sup, caf::exit_reason::user_shutdown);
+    caf::scoped_actor self{*sys_};
+    self->monitor(sup_);
+    self->send_exit(sup_, caf::exit_reason::user_shutdown);
     self->receive([](const caf::down_msg&) {},
                   caf::after(std::chrono::seconds(10)) >> [] {});
-    sup = nullptr;
-    for (auto& s : slots)
+    sup_ = nullptr;
+    for (auto& s : slots_)
       s.process = nullptr;
   }
 };
@@ -507,21 +521,21 @@ pool_core::pool_core(worker_fn fn, process_pool_options opts) {
 
 pool_core::~pool_core() {
   {
-    std::lock_guard guard{impl_->mx};
-    impl_->stopping = true;
+    std::lock_guard guard{impl_->mx_};
+    impl_->stopping_ = true;
   }
-  impl_->cv.notify_all();
-  for (auto& t : impl_->drivers)
+  impl_->cv_.notify_all();
+  for (auto& t : impl_->drivers_)
     t.join();
   impl_->stop_system();
 }
 
 caf::error pool_core::start() {
-  if (impl_->opts.channel.max_frame < min_max_frame)
+  if (impl_->opts_.channel.max_frame < min_max_frame)
     return caf::make_error(caf::sec::invalid_argument,
                            "process_pool.channel.max_frame: must be at least " +
                                std::to_string(min_max_frame) + " bytes");
-  if (auto err = impl_->opts.restart_backoff.validate())
+  if (auto err = impl_->opts_.restart_backoff.validate())
     return caf::make_error(caf::sec::invalid_argument,
                            "process_pool.restart_" +
                                (err.context().match_elements<std::string>()
@@ -529,35 +543,35 @@ caf::error pool_core::start() {
                                     : std::string{"backoff: invalid"}));
   caf::error err;
   on_own_thread([this, &err] {
-    impl_->sys.emplace(impl_->cfg);
+    impl_->sys_.emplace(impl_->cfg_);
     err = impl_->start_supervisor();
   });
   if (err)
     return err;
   // The supervisor starts the workers in order; wait (bounded) for all.
   {
-    std::unique_lock guard{impl_->mx};
+    std::unique_lock guard{impl_->mx_};
     auto all_up = [&] {
-      for (auto& s : impl_->slots)
+      for (auto& s : impl_->slots_)
         if (s.starts == 0)
           return false;
       return true;
     };
-    if (!impl_->cv.wait_for(guard, 30s,
-                            [&] { return all_up() || impl_->gave_up; })) {
+    if (!impl_->cv_.wait_for(guard, 30s,
+                             [&] { return all_up() || impl_->gave_up_; })) {
       guard.unlock();
       impl_->stop_system();
       return make_error(errc::timeout, "process pool workers did not start");
     }
-    if (impl_->gave_up) {
-      err = impl_->gave_up;
+    if (impl_->gave_up_) {
+      err = impl_->gave_up_;
       guard.unlock();
       impl_->stop_system();
       return err;
     }
   }
-  for (size_t k = 0; k < impl_->slots.size(); ++k)
-    impl_->drivers.emplace_back([this, k] { impl_->drive(k); });
+  for (size_t k = 0; k < impl_->slots_.size(); ++k)
+    impl_->drivers_.emplace_back([this, k] { impl_->drive(k); });
   return caf::none;
 }
 
@@ -585,29 +599,29 @@ void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
     if (--remaining == 0)
       done_cv.notify_all();
   };
-  if (impl_->drivers.empty()) { // start() failed: fail rather than hang
+  if (impl_->drivers_.empty()) { // start() failed: fail rather than hang
     for (size_t i = 0; i < tasks.size(); ++i)
       finish(i, make_error(errc::peer_dead, "process pool did not start"));
     return;
   }
   // A task that no channel carries fails here, before any worker sees it.
-  const auto max_frame = impl_->opts.channel.max_frame;
+  const auto max_frame = impl_->opts_.channel.max_frame;
   std::vector<std::pair<size_t, size_t>> refused; // index, size
   {
-    std::lock_guard guard{impl_->mx};
+    std::lock_guard guard{impl_->mx_};
     for (size_t i = 0; i < tasks.size(); ++i) {
       if (tasks[i].size() > max_frame) {
         refused.emplace_back(i, tasks[i].size());
         continue;
       }
-      impl_->queue.push_back(
+      impl_->queue_.push_back(
           job{std::move(tasks[i]),
               [&finish, i](caf::expected<std::vector<std::byte>> r) {
                 finish(i, std::move(r));
               }});
     }
   }
-  impl_->cv.notify_all();
+  impl_->cv_.notify_all();
   for (auto [i, size] : refused)
     finish(i, argument_too_large(size, max_frame));
   // Every task ends: each wait of a driver is bounded (task_timeout, the
@@ -617,29 +631,29 @@ void pool_core::run(std::vector<std::vector<std::byte>> tasks, done_fn done) {
 }
 
 void pool_core::submit(std::vector<std::byte> task, result_fn done) {
-  if (impl_->drivers.empty())
+  if (impl_->drivers_.empty())
     return done(make_error(errc::peer_dead, "process pool did not start"));
-  const auto max_frame = impl_->opts.channel.max_frame;
+  const auto max_frame = impl_->opts_.channel.max_frame;
   if (task.size() > max_frame)
     return done(argument_too_large(task.size(), max_frame));
   {
-    std::lock_guard guard{impl_->mx};
-    impl_->queue.push_back(job{std::move(task), std::move(done)});
+    std::lock_guard guard{impl_->mx_};
+    impl_->queue_.push_back(job{std::move(task), std::move(done)});
   }
-  impl_->cv.notify_all();
+  impl_->cv_.notify_all();
 }
 
 size_t pool_core::size() const noexcept {
-  return impl_->slots.size();
+  return impl_->slots_.size();
 }
 
 size_t pool_core::restarts() const noexcept {
-  return impl_->restarts.load();
+  return impl_->restarts_.load();
 }
 
 std::vector<pid_t> pool_core::worker_pids() const {
   std::vector<pid_t> result;
-  for (auto& s : impl_->slots)
+  for (auto& s : impl_->slots_)
     result.push_back(s.pid.load());
   return result;
 }

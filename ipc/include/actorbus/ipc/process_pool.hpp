@@ -13,8 +13,9 @@
 //
 // Types: `Arg` and `Result` are any type CAF can serialize (integers,
 // strings, standard containers, or a struct with an `inspect` overload);
-// they cross the process boundary in CAF's binary format. The pool needs no
-// type registration: both ends are this binary.
+// they cross the process boundary in CAF's binary format, trivially
+// copyable ones as their bytes. The pool needs no type registration: both
+// ends are this binary.
 //
 // Workers are forked from the pool's process, so the task function is any
 // callable of this binary (its copy in the worker runs the tasks). Each

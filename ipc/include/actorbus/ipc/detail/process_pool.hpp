@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -19,6 +20,7 @@
 #include <span>
 #include <string>
 #include <sys/types.h>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -69,12 +71,30 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-/// Serializes `x` with CAF's binary serializer.
+/// Whether `T` travels as its bytes: both ends are this binary, so a
+/// trivially copyable value needs no encoding (and a large array of bytes
+/// costs a copy instead of a call per element).
+template <class T>
+inline constexpr bool travels_as_bytes = std::is_trivially_copyable_v<T>;
+
+/// Appends `x` to `buf`: its bytes, or CAF's binary serialization.
+template <class T>
+caf::error append_bytes(const T& x, std::vector<std::byte>& buf) {
+  if constexpr (travels_as_bytes<T>) {
+    auto* first = reinterpret_cast<const std::byte*>(&x);
+    buf.insert(buf.end(), first, first + sizeof(T));
+    return caf::none;
+  } else {
+    caf::serializer_impl<std::vector<std::byte>> sink{nullptr, buf};
+    return sink(x);
+  }
+}
+
+/// Serializes `x` (see `append_bytes`).
 template <class T>
 caf::expected<std::vector<std::byte>> to_bytes(const T& x) {
   std::vector<std::byte> buf;
-  caf::serializer_impl<std::vector<std::byte>> sink{nullptr, buf};
-  if (auto err = sink(x))
+  if (auto err = append_bytes(x, buf))
     return make_error(errc::invalid_argument,
                       "cannot serialize a process_pool value: " +
                           caf::to_string(err));
@@ -84,18 +104,30 @@ caf::expected<std::vector<std::byte>> to_bytes(const T& x) {
 /// Deserializes a `T` that fills `bytes` exactly.
 template <class T>
 caf::expected<T> from_bytes(std::span<const std::byte> bytes) {
-  caf::binary_deserializer source{
-      nullptr, reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-  T x{};
-  if (auto err = source(x))
-    return make_error(errc::corrupt_frame,
-                      "cannot deserialize a process_pool value: " +
-                          caf::to_string(err));
-  if (source.remaining() != 0)
-    return make_error(errc::corrupt_frame,
-                      "process_pool value followed by " +
-                          std::to_string(source.remaining()) + " extra bytes");
-  return x;
+  if constexpr (travels_as_bytes<T>) {
+    if (bytes.size() != sizeof(T))
+      return make_error(errc::corrupt_frame,
+                        "process_pool value of " +
+                            std::to_string(bytes.size()) + " bytes where " +
+                            std::to_string(sizeof(T)) + " were expected");
+    T x;
+    std::memcpy(&x, bytes.data(), sizeof(T));
+    return x;
+  } else {
+    caf::binary_deserializer source{
+        nullptr, reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+    T x{};
+    if (auto err = source(x))
+      return make_error(errc::corrupt_frame,
+                        "cannot deserialize a process_pool value: " +
+                            caf::to_string(err));
+    if (source.remaining() != 0)
+      return make_error(errc::corrupt_frame,
+                        "process_pool value followed by " +
+                            std::to_string(source.remaining()) +
+                            " extra bytes");
+    return x;
+  }
 }
 
 /// The worker side of `Result fn(Arg)`: decodes the argument, calls `fn`,
@@ -113,8 +145,7 @@ pool_core::worker_fn make_worker_fn(F fn) {
     if (!arg)
       return say(caf::to_string(arg.error()), task_outcome::bad_argument);
     try {
-      caf::serializer_impl<std::vector<std::byte>> sink{nullptr, out};
-      if (auto err = sink(fn(*arg)))
+      if (auto err = append_bytes<Result>(fn(*arg), out))
         return say("cannot serialize the result: " + caf::to_string(err),
                    task_outcome::threw);
       return task_outcome::ok;
