@@ -5,6 +5,15 @@
 
 namespace actorbus::ipc {
 
+namespace {
+
+const bool registered = runtime::register_error_category(
+    error_category, "ipc", [](std::uint8_t code) noexcept {
+      return to_string(static_cast<errc>(code));
+    });
+
+} // namespace
+
 const char* to_string(errc x) noexcept {
   switch (x) {
   case errc::timeout:
@@ -31,31 +40,21 @@ const char* to_string(errc x) noexcept {
     return "invalid_argument";
   case errc::system_error:
     return "system_error";
+  case errc::task_crashed:
+    return "task_crashed";
   }
   return "unknown";
 }
 
 caf::error make_error(errc x) {
+  // Refers to the registration, so that a static link keeps it.
+  (void)registered;
   return caf::error{static_cast<uint8_t>(x), error_category};
 }
 
 caf::error make_error(errc x, std::string what) {
   return caf::error{static_cast<uint8_t>(x), error_category,
                     caf::make_message(std::move(what))};
-}
-
-std::string describe(const caf::error& err) {
-  if (!err)
-    return "none";
-  if (err.category() != error_category)
-    return caf::to_string(err);
-  std::string result = "ipc.";
-  result += to_string(static_cast<errc>(err.code()));
-  if (err.context().match_elements<std::string>()) {
-    result += ": ";
-    result += err.context().get_as<std::string>(0);
-  }
-  return result;
 }
 
 } // namespace actorbus::ipc

@@ -1,9 +1,10 @@
-// The producer side: enqueue, status, wait, cancel, dead letters.
+// The producer side: enqueue, status, wait, cancel, dead tasks.
 
 #include "actorbus/queue/client.hpp"
 
 #include "actorbus/queue/embedded_redis.hpp"
 
+#include "options.hpp"
 #include "redis.hpp"
 
 #include <caf/sec.hpp>
@@ -51,9 +52,8 @@ bool terminal(task_status s) {
 }
 
 caf::error redis_error(const redisReply* r, const char* what) {
-  return caf::make_error(
-      caf::sec::runtime_error,
-      fmt::format("queue: {} failed: {}", what, internal::render(r)));
+  return make_error(errc::redis_error,
+                    fmt::format("{} failed: {}", what, internal::render(r)));
 }
 
 } // namespace
@@ -61,24 +61,24 @@ caf::error redis_error(const redisReply* r, const char* what) {
 struct client::impl {
   impl(const queue_config& c, std::string url,
        std::shared_ptr<embedded_redis> e)
-      : cfg(c)
-      , embedded(std::move(e))
-      , conn(c, std::move(url))
-      , k(c.name_space) {
+      : cfg_(c)
+      , embedded_(std::move(e))
+      , conn_(c, std::move(url))
+      , k_(c.name_space) {
     std::random_device rd;
     std::mt19937_64 gen{(static_cast<uint64_t>(rd()) << 32) ^ rd()};
-    prefix = fmt::format("{:016x}", gen());
+    prefix_ = fmt::format("{:016x}", gen());
   }
 
-  queue_config cfg;
-  std::shared_ptr<embedded_redis> embedded;
-  internal::connection conn;
-  internal::keys k;
-  std::string prefix;
-  uint64_t counter = 0;
+  queue_config cfg_;
+  std::shared_ptr<embedded_redis> embedded_;
+  internal::connection conn_;
+  internal::keys k_;
+  std::string prefix_;
+  uint64_t counter_ = 0;
 
   caf::error ensure() {
-    return conn.connect();
+    return conn_.connect();
   }
 
   /// Runs one command; when the connection turns out to be dead (Redis
@@ -88,17 +88,17 @@ struct client::impl {
   exec(const std::vector<std::string>& args) {
     if (auto err = ensure())
       return err;
-    auto r = conn.run(args);
-    if ((!r && !conn.connected()) || conn.scripts_lost()) {
+    auto r = conn_.run(args);
+    if ((!r && !conn_.connected()) || conn_.scripts_lost()) {
       if (auto err = ensure())
         return err;
-      r = conn.run(args);
+      r = conn_.run(args);
     }
     return r;
   }
 
   std::string next_id() {
-    return fmt::format("{}-{:x}", prefix, ++counter);
+    return fmt::format("{}-{:x}", prefix_, ++counter_);
   }
 
   /// What enqueue_lua and enqueue_many_lua take besides the id and the
@@ -115,24 +115,18 @@ struct client::impl {
                                           const task_options& opts) {
     if (name.empty())
       return caf::make_error(caf::sec::invalid_argument,
-                             "queue: empty task name");
-    if (opts.max_attempts == 0)
-      return caf::make_error(caf::sec::invalid_argument,
-                             "queue: max_attempts must be at least 1");
+                             "task name: must not be empty");
+    if (auto err = internal::check_options(opts))
+      return err;
     auto prio = static_cast<int>(opts.level);
-    if (prio < 0 || prio > 2)
-      return caf::make_error(caf::sec::invalid_argument,
-                             "queue: unknown priority");
-    auto delay = opts.delay.count();
+    int64_t delay = internal::to_ms(opts.delay);
     if (opts.run_at)
       delay = std::chrono::duration_cast<std::chrono::milliseconds>(
                   *opts.run_at - std::chrono::system_clock::now())
                   .count();
-    return enqueue_fields{
-        std::string{name},
-        fmt::format("{} {} {} {}", opts.max_attempts, opts.backoff.count(),
-                    opts.backoff_max.count(), opts.timeout.count()),
-        opts.idempotency_key, prio, std::max<int64_t>(delay, 0)};
+    return enqueue_fields{std::string{name}, internal::encode_options(opts),
+                          opts.idempotency_key, prio,
+                          std::max<int64_t>(delay, 0)};
   }
 
   caf::expected<std::vector<std::string>>
@@ -142,11 +136,11 @@ struct client::impl {
     if (!f)
       return std::move(f.error());
     id = next_id();
-    return conn.eval(internal::script::enqueue,
-                     {k.task(id), k.streams[f->prio], k.delayed},
-                     {id, std::move(f->name), payload, std::move(f->options),
-                      std::move(f->key), std::to_string(f->prio),
-                      std::to_string(f->delay_ms)});
+    return conn_.eval(internal::script::enqueue,
+                      {k_.task(id), k_.streams[f->prio], k_.delayed},
+                      {id, std::move(f->name), payload, std::move(f->options),
+                       std::move(f->key), std::to_string(f->prio),
+                       std::to_string(f->delay_ms)});
   }
 
   /// Appends a wait on the task's wake-up list (the finish script pushes
@@ -156,27 +150,28 @@ struct client::impl {
   /// itself: it takes the token and puts it straight back, so every waiter
   /// of the task (wait and run, in any number of clients) is woken, and the
   /// list, never empty, keeps the expiry the finish script gave it.
-  void append_wait(std::string_view id, std::chrono::milliseconds left) {
+  void append_wait(std::string_view id, caf::timespan left) {
     // BLMOVE takes seconds (fractions allowed); the socket waits a bit
     // longer so the server's timeout answers first.
-    conn.timeout(left + cfg.io_timeout);
-    auto key = k.notify(id);
-    conn.append(
+    conn_.timeout(left + cfg_.io_timeout);
+    auto key = k_.notify(id);
+    conn_.append(
         {"BLMOVE", key, key, "RIGHT", "LEFT",
-         fmt::format("{:.3f}", static_cast<double>(left.count()) / 1000.0)});
-    conn.append({"HMGET", k.task(id), "s", "n", "a", "r", "err"});
+         fmt::format("{:.3f}",
+                     static_cast<double>(internal::to_ms(left)) / 1000.0)});
+    conn_.append({"HMGET", k_.task(id), "s", "n", "a", "r", "err"});
   }
 
   /// Reads the replies of `append_wait`: the final info, or none when the
   /// wait timed out.
   caf::expected<std::optional<task_info>> read_wait(std::string_view id) {
-    auto b = conn.next_reply();
+    auto b = conn_.next_reply();
     if (!b) {
-      conn.timeout(std::chrono::milliseconds{0});
+      conn_.timeout(caf::timespan{0});
       return std::move(b.error());
     }
-    auto state = conn.next_reply();
-    conn.timeout(std::chrono::milliseconds{0});
+    auto state = conn_.next_reply();
+    conn_.timeout(caf::timespan{0});
     if (!state)
       return std::move(state.error());
     if ((*b)->type == REDIS_REPLY_ERROR)
@@ -203,9 +198,8 @@ struct client::impl {
     for (;;) {
       auto left = left_until(deadline);
       if (left.count() <= 0)
-        return caf::make_error(
-            caf::sec::request_timeout,
-            fmt::format("queue: task {} not finished in time", id));
+        return caf::make_error(caf::sec::request_timeout,
+                               fmt::format("task {} not finished in time", id));
       if (auto err = ensure())
         return err;
       append_wait(id, left);
@@ -244,7 +238,7 @@ client& client::operator=(client&&) noexcept = default;
 client::~client() = default;
 
 caf::expected<client> client::connect(queue_config cfg) {
-  if (auto err = internal::check_config(cfg))
+  if (auto err = cfg.validate())
     return err;
   std::shared_ptr<embedded_redis> embedded;
   auto url = cfg.url;
@@ -262,7 +256,7 @@ caf::expected<client> client::connect(queue_config cfg) {
 }
 
 const std::string& client::url() const {
-  return impl_->conn.url();
+  return impl_->conn_.url();
 }
 
 caf::expected<std::string> client::enqueue_payload(std::string_view name,
@@ -302,7 +296,7 @@ client::enqueue_many(std::string_view name,
     std::vector<std::vector<std::string>> cmds;
     for (auto i = first; i < last; i += per_call) {
       auto end = std::min(last, i + per_call);
-      std::vector<std::string> argv{impl_->cfg.name_space,
+      std::vector<std::string> argv{impl_->cfg_.name_space,
                                     f->name,
                                     f->options,
                                     f->key,
@@ -314,8 +308,8 @@ client::enqueue_many(std::string_view name,
         argv.push_back(ids.back());
         argv.push_back(payloads[j]);
       }
-      cmds.push_back(impl_->conn.eval(internal::script::enqueue_many, {},
-                                      std::move(argv)));
+      cmds.push_back(impl_->conn_.eval(internal::script::enqueue_many, {},
+                                       std::move(argv)));
     }
     caf::error err;
     // Twice if Redis lost its scripts: a NOSCRIPT call added nothing.
@@ -323,11 +317,11 @@ client::enqueue_many(std::string_view name,
       if (auto e = impl_->ensure())
         return e;
       for (auto& cmd : cmds)
-        impl_->conn.append(cmd);
+        impl_->conn_.append(cmd);
       err = caf::none;
       bool lost = false;
       for (size_t i = 0; i < cmds.size(); ++i) {
-        auto r = impl_->conn.next_reply();
+        auto r = impl_->conn_.next_reply();
         if (!r)
           return std::move(r.error());
         lost = lost || internal::is_noscript(r->get());
@@ -344,7 +338,8 @@ client::enqueue_many(std::string_view name,
 }
 
 caf::expected<task_info> client::status(std::string_view id) {
-  auto r = impl_->exec({"HMGET", impl_->k.task(id), "s", "n", "a", "r", "err"});
+  auto r =
+      impl_->exec({"HMGET", impl_->k_.task(id), "s", "n", "a", "r", "err"});
   if (!r)
     return std::move(r.error());
   if ((*r)->elements == 5 && (*r)->element[0]->type == REDIS_REPLY_NIL) {
@@ -356,12 +351,12 @@ caf::expected<task_info> client::status(std::string_view id) {
 }
 
 caf::expected<task_info> client::wait(std::string_view id,
-                                      std::chrono::milliseconds timeout) {
+                                      caf::timespan timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   if (auto err = impl_->ensure())
     return err;
-  auto r = impl_->exec(impl_->conn.eval(internal::script::wait_prepare,
-                                        {impl_->k.task(id)}, {}));
+  auto r = impl_->exec(impl_->conn_.eval(internal::script::wait_prepare,
+                                         {impl_->k_.task(id)}, {}));
   if (!r)
     return std::move(r.error());
   auto info = impl_->info_of(id, r->get());
@@ -372,7 +367,7 @@ caf::expected<task_info> client::wait(std::string_view id,
 
 caf::expected<task_info> client::run(std::string_view name, std::string payload,
                                      const task_options& opts,
-                                     std::chrono::milliseconds timeout) {
+                                     caf::timespan timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   if (auto err = impl_->ensure())
     return err;
@@ -385,10 +380,10 @@ caf::expected<task_info> client::run(std::string_view name, std::string payload,
   auto& st = *impl_;
   auto left = st.left_until(deadline);
   auto send = [&] {
-    st.conn.append(*args);
+    st.conn_.append(*args);
     if (left.count() > 0)
       st.append_wait(id, left);
-    return st.conn.flush();
+    return st.conn_.flush();
   };
   if (auto err = send()) {
     // A connection Redis closed (restart) fails on write: once more.
@@ -397,24 +392,24 @@ caf::expected<task_info> client::run(std::string_view name, std::string payload,
     if (auto again = send())
       return again;
   }
-  auto r = st.conn.next_reply();
+  auto r = st.conn_.next_reply();
   if (!r)
     return std::move(r.error());
   if (internal::is_noscript(r->get())) {
     // Redis lost its scripts, so the enqueue did not run: drop the wait
     // sent behind it, load them again and send both once more.
-    st.conn.drop();
+    st.conn_.drop();
     if (auto err = st.ensure())
       return err;
     if (auto err = send())
       return err;
-    r = st.conn.next_reply();
+    r = st.conn_.next_reply();
     if (!r)
       return std::move(r.error());
   }
   if ((*r)->type == REDIS_REPLY_ERROR) {
     // Unblocks the wait sent behind the failed enqueue.
-    st.conn.drop();
+    st.conn_.drop();
     return redis_error(r->get(), "enqueue");
   }
   if (left.count() > 0) {
@@ -430,10 +425,10 @@ caf::expected<task_info> client::run(std::string_view name, std::string payload,
 caf::expected<bool> client::cancel(std::string_view id) {
   if (auto err = impl_->ensure())
     return err;
-  auto r = impl_->exec(impl_->conn.eval(
-      internal::script::cancel, {impl_->k.task(id), impl_->k.delayed},
-      {impl_->cfg.name_space, internal::group_name, std::string{id},
-       std::to_string(impl_->cfg.result_ttl.count())}));
+  auto r = impl_->exec(impl_->conn_.eval(
+      internal::script::cancel, {impl_->k_.task(id), impl_->k_.delayed},
+      {impl_->cfg_.name_space, internal::group_name, std::string{id},
+       std::to_string(internal::to_seconds(impl_->cfg_.result_ttl))}));
   if (!r)
     return std::move(r.error());
   if ((*r)->type != REDIS_REPLY_INTEGER)
@@ -443,10 +438,10 @@ caf::expected<bool> client::cancel(std::string_view id) {
 
 namespace {
 
-/// A dead-letter stream entry as a `dead_letter`; `name` stays empty when
+/// A dead-letter stream entry as a `dead_task`; `name` stays empty when
 /// the entry is not one.
-dead_letter letter_of(const redisReply* e) {
-  dead_letter d;
+dead_task dead_task_of(const redisReply* e) {
+  dead_task d;
   if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
       e->element[1]->type != REDIS_REPLY_ARRAY)
     return d;
@@ -473,18 +468,7 @@ dead_letter letter_of(const redisReply* e) {
       if (p >= 0 && p <= 2)
         d.options.level = static_cast<priority>(p);
     } else if (key == "o") {
-      long long m = 0;
-      long long b = 0;
-      long long bm = 0;
-      long long t = 0;
-      if (std::sscanf(val.c_str(), "%lld %lld %lld %lld", &m, &b, &bm, &t) ==
-              4 &&
-          m >= 1 && b >= 0 && bm >= 0 && t >= 0) {
-        d.options.max_attempts = static_cast<uint32_t>(m);
-        d.options.backoff = std::chrono::milliseconds{b};
-        d.options.backoff_max = std::chrono::milliseconds{bm};
-        d.options.timeout = std::chrono::milliseconds{t};
-      }
+      internal::decode_options(val, d.options);
     }
   }
   return d;
@@ -492,17 +476,16 @@ dead_letter letter_of(const redisReply* e) {
 
 } // namespace
 
-caf::expected<std::vector<dead_letter>>
-client::dead_letters(std::size_t count) {
+caf::expected<std::vector<dead_task>> client::dead_tasks(std::size_t count) {
   auto r = impl_->exec(
-      {"XRANGE", impl_->k.dead, "-", "+", "COUNT", std::to_string(count)});
+      {"XRANGE", impl_->k_.dead, "-", "+", "COUNT", std::to_string(count)});
   if (!r)
     return std::move(r.error());
   if ((*r)->type != REDIS_REPLY_ARRAY)
-    return redis_error(r->get(), "dead_letters");
-  std::vector<dead_letter> out;
+    return redis_error(r->get(), "dead_tasks");
+  std::vector<dead_task> out;
   for (size_t i = 0; i < (*r)->elements; ++i) {
-    auto d = letter_of((*r)->element[i]);
+    auto d = dead_task_of((*r)->element[i]);
     if (!d.entry.empty())
       out.push_back(std::move(d));
   }
@@ -510,21 +493,21 @@ client::dead_letters(std::size_t count) {
 }
 
 caf::expected<std::string> client::requeue(std::string_view dead_entry) {
-  auto r = impl_->exec({"XRANGE", impl_->k.dead, std::string{dead_entry},
+  auto r = impl_->exec({"XRANGE", impl_->k_.dead, std::string{dead_entry},
                         std::string{dead_entry}});
   if (!r)
     return std::move(r.error());
   if ((*r)->type != REDIS_REPLY_ARRAY || (*r)->elements != 1)
-    return caf::make_error(caf::sec::invalid_argument,
-                           "queue: no such dead letter");
-  auto d = letter_of((*r)->element[0]);
+    return make_error(errc::not_found,
+                      fmt::format("no dead task {}", dead_entry));
+  auto d = dead_task_of((*r)->element[0]);
   if (d.name.empty())
-    return caf::make_error(caf::sec::invalid_argument,
-                           "queue: dead letter has no task name");
+    return make_error(errc::malformed_entry,
+                      fmt::format("dead task {} has no task name", dead_entry));
   auto id = enqueue_payload(d.name, std::move(d.payload), d.options);
   if (!id)
     return id;
-  auto del = impl_->exec({"XDEL", impl_->k.dead, std::string{dead_entry}});
+  auto del = impl_->exec({"XDEL", impl_->k_.dead, std::string{dead_entry}});
   if (!del)
     return std::move(del.error());
   return id;
@@ -532,8 +515,8 @@ caf::expected<std::string> client::requeue(std::string_view dead_entry) {
 
 caf::expected<std::size_t> client::backlog() {
   auto r = impl_->exec(
-      impl_->conn.eval(internal::script::backlog, {},
-                       {impl_->cfg.name_space, internal::group_name}));
+      impl_->conn_.eval(internal::script::backlog, {},
+                        {impl_->cfg_.name_space, internal::group_name}));
   if (!r)
     return std::move(r.error());
   if ((*r)->type != REDIS_REPLY_INTEGER)
@@ -544,7 +527,8 @@ caf::expected<std::size_t> client::backlog() {
 caf::expected<std::string>
 client::command(const std::vector<std::string>& args) {
   if (args.empty())
-    return caf::make_error(caf::sec::invalid_argument, "queue: empty command");
+    return caf::make_error(caf::sec::invalid_argument,
+                           "command: must not be empty");
   auto r = impl_->exec(args);
   if (!r)
     return std::move(r.error());

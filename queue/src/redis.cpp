@@ -4,6 +4,7 @@
 
 #include "actorbus/queue/embedded_redis.hpp"
 #include "actorbus/runtime/error.hpp"
+#include "actorbus/queue/error.hpp"
 
 #include "scripts.hpp"
 
@@ -49,10 +50,11 @@ std::string script_text(script s) {
   }
 }
 
-timeval to_timeval(std::chrono::milliseconds t) {
+timeval to_timeval(caf::timespan t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t).count();
   timeval tv{};
-  tv.tv_sec = static_cast<time_t>(t.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
+  tv.tv_sec = static_cast<time_t>(us / 1'000'000);
+  tv.tv_usec = static_cast<suseconds_t>(us % 1'000'000);
   return tv;
 }
 
@@ -102,24 +104,6 @@ std::string keys::task(std::string_view id) const {
 
 std::string keys::notify(std::string_view id) const {
   return fmt::format("{}:n:{}", ns, id);
-}
-
-caf::error check_config(const queue_config& cfg) {
-  auto bad = [](std::string what) {
-    return caf::make_error(caf::sec::invalid_argument,
-                           "queue: " + std::move(what));
-  };
-  if (cfg.result_ttl < std::chrono::seconds{1})
-    return bad("result_ttl must be at least 1 s");
-  if (cfg.visibility_timeout.count() <= 0)
-    return bad("visibility_timeout must be positive");
-  if (cfg.sweep_interval.count() <= 0)
-    return bad("sweep_interval must be positive");
-  if (cfg.io_timeout.count() <= 0)
-    return bad("io_timeout must be positive");
-  if (cfg.heartbeat_interval.count() < 0)
-    return bad("heartbeat_interval may not be negative");
-  return caf::none;
 }
 
 int64_t now_ms() {
@@ -179,21 +163,22 @@ caf::error connection::connect() {
       port = std::atoi(rest.c_str() + colon + 1);
     if (host.empty() || port <= 0)
       return caf::make_error(caf::sec::invalid_argument,
-                             "queue: malformed Redis URL " + url_);
+                             "queue_config.url: malformed Redis URL '" + url_ +
+                                 "'");
     ctx_ = redisConnectWithTimeout(host.c_str(), port, tv);
   } else {
     return caf::make_error(caf::sec::invalid_argument,
-                           "queue: Redis URL must start with redis:// or "
+                           "queue_config.url: must start with redis:// or "
                            "unix://, got '" +
                                url_ + "'");
   }
   if (ctx_ == nullptr || ctx_->err != 0) {
     std::string what = ctx_ != nullptr ? ctx_->errstr : "out of memory";
     drop();
-    return caf::make_error(caf::sec::cannot_connect_to_node,
-                           "queue: cannot connect to " + url_ + ": " + what);
+    return make_error(errc::unreachable,
+                      "cannot connect to " + url_ + ": " + what);
   }
-  timeout(std::chrono::milliseconds{0});
+  timeout(caf::timespan{0});
   for (int i = 0; i < static_cast<int>(script::count); ++i) {
     auto r = run({"SCRIPT", "LOAD", script_text(static_cast<script>(i))});
     if (!r)
@@ -201,8 +186,7 @@ caf::error connection::connect() {
     if ((*r)->type != REDIS_REPLY_STRING) {
       auto what = render(r->get());
       drop();
-      return caf::make_error(caf::sec::runtime_error,
-                             "queue: SCRIPT LOAD failed: " + what);
+      return make_error(errc::redis_error, "SCRIPT LOAD failed: " + what);
     }
     shas_[i] = std::string{str(r->get())};
   }
@@ -216,14 +200,13 @@ caf::error connection::connect() {
         str(r->get()).find("BUSYGROUP") == std::string_view::npos) {
       auto what = render(r->get());
       drop();
-      return caf::make_error(caf::sec::runtime_error,
-                             "queue: XGROUP CREATE failed: " + what);
+      return make_error(errc::redis_error, "XGROUP CREATE failed: " + what);
     }
   }
   return caf::none;
 }
 
-void connection::timeout(std::chrono::milliseconds t) {
+void connection::timeout(caf::timespan t) {
   // Replies are awaited with poll() and this timeout; the socket's own
   // timeouts stay at io_timeout (set when connecting, they bound writes),
   // so changing this costs no system call.
@@ -233,7 +216,7 @@ void connection::timeout(std::chrono::milliseconds t) {
 caf::error connection::wait_readable() {
   auto deadline = std::chrono::steady_clock::now() + current_timeout_;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     pollfd p{ctx_->fd, POLLIN, 0};
     auto n = poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
@@ -241,10 +224,12 @@ caf::error connection::wait_readable() {
       return caf::none; // Readable, or closed: the read tells which.
     if (n == 0) {
       drop();
-      return caf::make_error(
-          caf::sec::cannot_connect_to_node,
-          fmt::format("queue: no reply from Redis within {} ms",
-                      current_timeout_.count()));
+      return make_error(
+          errc::unreachable,
+          fmt::format("no reply from Redis within {} ms",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          current_timeout_)
+                          .count()));
     }
     if (errno != EINTR)
       return io_error("poll");
@@ -252,10 +237,10 @@ caf::error connection::wait_readable() {
 }
 
 caf::error connection::io_error(const char* what) {
-  std::string msg = fmt::format("queue: Redis I/O error during {}: {}", what,
+  std::string msg = fmt::format("Redis I/O error during {}: {}", what,
                                 ctx_ != nullptr ? ctx_->errstr : "");
   drop();
-  return caf::make_error(caf::sec::cannot_connect_to_node, std::move(msg));
+  return make_error(errc::unreachable, std::move(msg));
 }
 
 void connection::append(const std::vector<std::string>& args) {
@@ -275,8 +260,7 @@ void connection::append(const std::vector<std::string>& args) {
 
 caf::error connection::flush() {
   if (ctx_ == nullptr)
-    return caf::make_error(caf::sec::cannot_connect_to_node,
-                           "queue: not connected");
+    return make_error(errc::unreachable, "not connected");
   int done = 0;
   while (done == 0)
     if (redisBufferWrite(ctx_, &done) != REDIS_OK)
@@ -286,8 +270,7 @@ caf::error connection::flush() {
 
 caf::expected<reply_ptr> connection::next_reply() {
   if (ctx_ == nullptr)
-    return caf::make_error(caf::sec::cannot_connect_to_node,
-                           "queue: not connected");
+    return make_error(errc::unreachable, "not connected");
   // Like redisGetReply, but waits for the reply in poll() rather than
   // asleep in read(): a thread asleep in read() on a Unix socket is also
   // woken each time the server takes a request off that socket (the
@@ -320,8 +303,7 @@ bool connection::input_buffered() const noexcept {
 
 caf::expected<reply_ptr> connection::run(const std::vector<std::string>& args) {
   if (ctx_ == nullptr)
-    return caf::make_error(caf::sec::cannot_connect_to_node,
-                           "queue: not connected");
+    return make_error(errc::unreachable, "not connected");
   append(args);
   return next_reply();
 }

@@ -7,6 +7,7 @@
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
+#include <caf/timespan.hpp>
 
 #include <hiredis/hiredis.h>
 
@@ -108,7 +109,7 @@ public:
                                 std::vector<std::string> argv) const;
 
   /// Sets how long the following replies may take (0: io_timeout).
-  void timeout(std::chrono::milliseconds t);
+  void timeout(caf::timespan t);
 
   const std::string& url() const noexcept {
     return url_;
@@ -125,17 +126,12 @@ private:
   std::string url_;
   redisContext* ctx_ = nullptr;
   std::string shas_[static_cast<int>(script::count)];
-  std::chrono::milliseconds current_timeout_{0};
+  caf::timespan current_timeout_{0};
   bool scripts_lost_ = false;
 };
 
 /// Whether `r` is Redis's NOSCRIPT error (the script did not run).
 bool is_noscript(const redisReply* r);
-
-/// Checks what workers and clients rely on: a `result_ttl` of at least a
-/// second (Redis refuses an expiry of 0, and the finish script sets one),
-/// positive timeouts and intervals.
-caf::error check_config(const queue_config& cfg);
 
 /// Current Unix time in milliseconds.
 int64_t now_ms();

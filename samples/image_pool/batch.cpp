@@ -1,11 +1,13 @@
 #include "batch.hpp"
 
 #include "actorbus/ipc/process_pool.hpp"
-#include "actorbus/ipc/shared_array.hpp"
+
+#include <caf/meta/type_name.hpp>
 
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -13,16 +15,49 @@
 #include <cstring>
 #include <filesystem>
 #include <malloc.h>
+#include <memory>
 #include <mutex>
-#include <optional>
 #include <sys/resource.h>
-#include <thread>
-#include <type_traits>
 #include <unistd.h>
 
 namespace image_pool {
 
 namespace ipc = actorbus::ipc;
+
+// How the settings, the jobs and the results cross the process boundary.
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, op& x) {
+  return f(caf::meta::type_name("op"), x.kind, x.a, x.b);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, op_chain& x) {
+  return f(caf::meta::type_name("op_chain"), x.count, x.ops);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, encode_settings& x) {
+  return f(caf::meta::type_name("encode_settings"), x.format, x.jpeg_quality);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batch_settings& x) {
+  return f(caf::meta::type_name("batch_settings"), x.chain, x.encoding,
+           x.max_pixels, x.crash_on);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, file_job& x) {
+  return f(caf::meta::type_name("file_job"), x.input, x.output);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, file_result& x) {
+  return f(caf::meta::type_name("file_result"), x.state, x.width, x.height,
+           x.channels, x.input_pixels, x.pixel_checksum, x.file_checksum,
+           x.output_bytes, x.elapsed, x.message);
+}
 
 namespace {
 
@@ -31,147 +66,19 @@ using clock_type = std::chrono::steady_clock;
 /// A worker that died this many times on one image gives up on it.
 constexpr uint32_t max_attempts = 2;
 
-constexpr uint64_t table_magic = 0x696d672d706f6f6cull; // "img-pool"
-
-// One file's slot in the shared table. Written by the worker that runs
-// the file, read by the parent once `state` (release/acquire) is final.
-struct slot {
-  std::atomic<uint32_t> state;
-  std::atomic<uint32_t> attempts;
-  uint32_t input_offset;
-  uint32_t input_size;
-  uint32_t output_offset;
-  uint32_t output_size;
-  int32_t width;
-  int32_t height;
-  int32_t channels;
-  uint32_t padding;
-  uint64_t input_pixels;
-  uint64_t pixel_checksum;
-  uint64_t file_checksum;
-  uint64_t output_bytes;
-  uint64_t micros;
-  char message[216];
-};
-
-struct header {
-  uint64_t magic;
-  uint64_t count;
-  uint64_t strings_size;
-  std::atomic<uint32_t> cancel;
-  uint32_t padding;
+// One task: a file and the batch's settings.
+struct task {
+  file_job job;
   batch_settings settings;
 };
 
-static_assert(std::atomic<uint32_t>::is_always_lock_free);
-static_assert(std::is_trivially_copyable_v<batch_settings>);
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task& x) {
+  return f(caf::meta::type_name("task"), x.job, x.settings);
+}
 
-// The task message: which table, which file.
-struct task {
-  char table[64];
-  uint32_t index;
-};
-
-// A job table mapped in this process: header | slots | path strings.
-class table_view {
-public:
-  explicit table_view(ipc::shared_array<uint64_t> arr)
-      : arr_(std::move(arr)) {}
-
-  static size_t bytes_needed(const std::vector<file_job>& jobs) {
-    size_t strings = 0;
-    for (auto& j : jobs)
-      strings += j.input.size() + j.output.size();
-    return sizeof(header) + jobs.size() * sizeof(slot) + strings;
-  }
-
-  // Checks that what a worker attached is a table it can trust.
-  bool valid() const noexcept {
-    auto bytes = arr_.size() * sizeof(uint64_t);
-    if (bytes < sizeof(header))
-      return false;
-    auto& h = head();
-    return h.magic == table_magic &&
-           h.count <= (bytes - sizeof(header)) / sizeof(slot) &&
-           h.strings_size <= bytes - sizeof(header) - h.count * sizeof(slot);
-  }
-
-  header& head() const noexcept {
-    return *static_cast<header*>(base());
-  }
-
-  slot& at(size_t i) const noexcept {
-    return reinterpret_cast<slot*>(static_cast<char*>(base()) +
-                                   sizeof(header))[i];
-  }
-
-  char* strings() const noexcept {
-    return static_cast<char*>(base()) + sizeof(header) +
-           head().count * sizeof(slot);
-  }
-
-  // The slot's paths, or nullopt if they point outside the table.
-  std::optional<file_job> job(size_t i) const {
-    auto& s = at(i);
-    auto limit = head().strings_size;
-    if (uint64_t{s.input_offset} + s.input_size > limit ||
-        uint64_t{s.output_offset} + s.output_size > limit)
-      return std::nullopt;
-    return file_job{std::string(strings() + s.input_offset, s.input_size),
-                    std::string(strings() + s.output_offset, s.output_size)};
-  }
-
-  const std::string& name() const noexcept {
-    return arr_.name();
-  }
-
-private:
-  void* base() const noexcept {
-    return const_cast<uint64_t*>(arr_.data().data());
-  }
-
-  ipc::shared_array<uint64_t> arr_;
-};
-
-// The cancel flag of the batch running in this process, for the signal
-// handler; null between batches.
-std::atomic<std::atomic<uint32_t>*> current_cancel{nullptr};
+// Set by request_cancel (a signal handler); never reset.
 std::atomic<bool> cancel_requested{false};
-
-void copy_message(char (&dst)[216], const std::string& msg) {
-  auto n = std::min(msg.size(), sizeof(dst) - 1);
-  std::memcpy(dst, msg.data(), n);
-  dst[n] = '\0';
-}
-
-void store(slot& s, const file_result& r) {
-  s.width = r.width;
-  s.height = r.height;
-  s.channels = r.channels;
-  s.input_pixels = r.input_pixels;
-  s.pixel_checksum = r.pixel_checksum;
-  s.file_checksum = r.file_checksum;
-  s.output_bytes = r.output_bytes;
-  s.micros = static_cast<uint64_t>(r.elapsed.count());
-  copy_message(s.message, r.message);
-  s.state.store(static_cast<uint32_t>(r.state), std::memory_order_release);
-}
-
-file_result load(const slot& s) {
-  file_result r;
-  r.state = static_cast<file_state>(s.state.load(std::memory_order_acquire));
-  r.attempts = s.attempts.load();
-  r.width = s.width;
-  r.height = s.height;
-  r.channels = s.channels;
-  r.input_pixels = s.input_pixels;
-  r.pixel_checksum = s.pixel_checksum;
-  r.file_checksum = s.file_checksum;
-  r.output_bytes = s.output_bytes;
-  r.elapsed = std::chrono::microseconds{s.micros};
-  r.message.assign(s.message, strnlen(s.message, sizeof(s.message)));
-  return r;
-}
 
 bool is_final(file_state x) noexcept {
   return x != file_state::pending && x != file_state::running;
@@ -199,64 +106,19 @@ void prepare_worker() {
   keep_freed_memory();
 }
 
-// Runs in a worker process: one file of the table named in `t`.
-uint32_t run_task(task t) {
+// Runs in a worker process: one file.
+file_result run_task(const task& t) {
   prepare_worker();
-  // A worker keeps the table it used last (a batch has many files).
-  static std::optional<table_view> table;
-  t.table[sizeof(t.table) - 1] = '\0';
-  if (!table || table->name() != t.table) {
-    table.reset();
-    auto arr = ipc::shared_array<uint64_t>::attach(t.table);
-    if (!arr)
-      return static_cast<uint32_t>(file_state::failed);
-    table.emplace(std::move(*arr));
-    if (!table->valid()) {
-      table.reset();
-      return static_cast<uint32_t>(file_state::failed);
-    }
-  }
-  auto& head = table->head();
-  if (t.index >= head.count)
-    return static_cast<uint32_t>(file_state::failed);
-  auto& s = table->at(t.index);
-  auto done = [&](const file_result& r) {
-    store(s, r);
-    return static_cast<uint32_t>(r.state);
-  };
-  // Re-sent after its worker died past this point: the result is in.
-  if (auto st = static_cast<file_state>(s.state.load()); is_final(st))
-    return static_cast<uint32_t>(st);
-  file_result r;
-  if (head.cancel.load() != 0) {
-    r.state = file_state::cancelled;
-    return done(r);
-  }
-  auto attempt = s.attempts.fetch_add(1) + 1;
-  if (attempt > max_attempts) {
-    r.state = file_state::crashed;
-    r.attempts = attempt - 1;
-    r.message = fmt::format("its worker process died on it {} times; skipped",
-                            attempt - 1);
-    return done(r);
-  }
-  s.state.store(static_cast<uint32_t>(file_state::running));
-  auto job = table->job(t.index);
-  if (!job) {
-    r.state = file_state::failed;
-    r.message = "corrupt job table";
-    return done(r);
-  }
-  auto settings = head.settings;
-  settings.crash_on[sizeof(settings.crash_on) - 1] = '\0';
-  if (settings.crash_on[0] != '\0' &&
-      std::filesystem::path(job->input).filename() == settings.crash_on) {
+  auto& crash_on = t.settings.crash_on;
+  if (crash_on[0] != '\0' &&
+      std::filesystem::path(t.job.input).filename() ==
+          std::string(crash_on, strnlen(crash_on, sizeof(crash_on)))) {
     // --crash-on: die as a decoder bug would, without leaving a core file.
     rlimit no_core{0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
     std::abort();
   }
-  return done(process_file(*job, settings, true));
+  return process_file(t.job, t.settings, true);
 }
 
 } // namespace
@@ -338,11 +200,10 @@ uint64_t batch_report::input_pixels() const noexcept {
 }
 
 struct batch_runner::impl {
-  ipc::process_pool<task, uint32_t> pool;
-  uint64_t batches = 0;
+  ipc::process_pool<task, file_result> pool_;
 
   explicit impl(ipc::process_pool_options opts)
-      : pool(run_task, opts) {}
+      : pool_(run_task, std::move(opts)) {}
 };
 
 batch_runner::batch_runner(batch_options opts) {
@@ -351,6 +212,8 @@ batch_runner::batch_runner(batch_options opts) {
   popts.workers = opts.workers;
   popts.task_timeout = opts.timeout;
   popts.max_restarts = opts.max_restarts;
+  // An image whose worker died on it twice is not tried again.
+  popts.max_task_attempts = max_attempts;
   // Images take milliseconds: two queued per worker keep it busy, and keep
   // the work spread evenly at the end of a batch.
   popts.prefetch = 2;
@@ -360,122 +223,121 @@ batch_runner::batch_runner(batch_options opts) {
 batch_runner::~batch_runner() = default;
 
 const caf::error& batch_runner::start_error() const noexcept {
-  return impl_->pool.start_error();
+  return impl_->pool_.start_error();
 }
 
 size_t batch_runner::size() const noexcept {
-  return impl_->pool.size();
+  return impl_->pool_.size();
 }
 
 void batch_runner::request_cancel() noexcept {
   cancel_requested.store(true);
-  if (auto* flag = current_cancel.load())
-    flag->store(1);
 }
+
+namespace {
+
+// What the completions of a batch's tasks tell its thread.
+struct batch_tally {
+  std::mutex mx;
+  std::condition_variable cv;
+  size_t finished = 0;
+  size_t failed = 0;
+  uint64_t pixels = 0;
+};
+
+} // namespace
 
 batch_report batch_runner::run(const std::vector<file_job>& jobs,
                                const batch_settings& settings,
                                progress_fn progress) {
   batch_report report;
   auto t0 = clock_type::now();
-  auto name = fmt::format("image-pool-{}-{}", ::getpid(), ++impl_->batches);
-  auto words = (table_view::bytes_needed(jobs) + sizeof(uint64_t) - 1) /
-               sizeof(uint64_t);
-  auto arr = ipc::shared_array<uint64_t>::create(name, {words});
-  if (!arr) {
-    report.pool_error = ipc::describe(arr.error());
-    report.files.resize(jobs.size());
-    for (auto& f : report.files) {
-      f.state = file_state::failed;
-      f.message = "no job table: " + report.pool_error;
-    }
-    return report;
-  }
-  table_view table{std::move(*arr)};
-  auto& head = table.head();
-  head.magic = table_magic;
-  head.count = jobs.size();
-  head.settings = settings;
-  uint32_t offset = 0;
-  auto* strings = table.strings();
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    auto& s = table.at(i);
-    auto put = [&](const std::string& str, uint32_t& at, uint32_t& size) {
-      std::memcpy(strings + offset, str.data(), str.size());
-      at = offset;
-      size = static_cast<uint32_t>(str.size());
-      offset += size;
-    };
-    put(jobs[i].input, s.input_offset, s.input_size);
-    put(jobs[i].output, s.output_offset, s.output_size);
-  }
-  head.strings_size = offset;
-  current_cancel.store(&head.cancel);
-  if (cancel_requested.load())
-    head.cancel.store(1);
-  std::vector<task> tasks(jobs.size());
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    std::snprintf(tasks[i].table, sizeof(tasks[i].table), "%s", name.c_str());
-    tasks[i].index = static_cast<uint32_t>(i);
-  }
+  auto& pool = impl_->pool_;
+  auto tally = std::make_shared<batch_tally>();
   auto snapshot = [&] {
     batch_progress p;
     p.total = jobs.size();
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      auto& s = table.at(i);
-      auto st =
-          static_cast<file_state>(s.state.load(std::memory_order_acquire));
-      if (!is_final(st))
-        continue;
-      ++p.finished;
-      if (st == file_state::ok)
-        p.pixels += s.input_pixels;
-      else if (st != file_state::cancelled)
-        ++p.failed;
+    {
+      std::lock_guard guard{tally->mx};
+      p.finished = tally->finished;
+      p.failed = tally->failed;
+      p.pixels = tally->pixels;
     }
     p.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     return p;
   };
-  // The progress reporter: polls the slots until the batch is done.
-  std::mutex mx;
-  std::condition_variable cv;
-  bool finished = false;
-  std::thread reporter;
-  if (progress)
-    reporter = std::thread{[&] {
-      std::unique_lock guard{mx};
-      while (!cv.wait_for(guard, std::chrono::milliseconds(100),
-                          [&] { return finished; }))
-        progress(snapshot());
-    }};
-  auto restarts_before = impl_->pool.restarts();
-  auto res = impl_->pool.map(tasks);
-  {
-    std::lock_guard guard{mx};
-    finished = true;
+  auto restarts_before = pool.restarts();
+  // A few files per worker in the pool at a time: enough to keep every
+  // worker busy, few enough that a cancel leaves the rest unstarted.
+  const size_t window = 2 * std::max<size_t>(pool.size(), 1);
+  std::vector<actorbus::actors::task_future<file_result>> futures;
+  futures.reserve(jobs.size());
+  auto last_report = clock_type::now();
+  for (;;) {
+    std::unique_lock guard{tally->mx};
+    auto done = tally->finished;
+    guard.unlock();
+    bool cancelled = cancel_requested.load();
+    while (!cancelled && futures.size() < jobs.size() &&
+           futures.size() - done < window) {
+      auto& fut = futures.emplace_back(
+          pool.submit(task{jobs[futures.size()], settings}));
+      fut.then([tally](const caf::expected<file_result>& r) {
+        {
+          std::lock_guard guard{tally->mx};
+          ++tally->finished;
+          if (!r || r->state != file_state::ok)
+            ++tally->failed;
+          else
+            tally->pixels += r->input_pixels;
+        }
+        tally->cv.notify_all();
+      });
+    }
+    if (done == futures.size() && (cancelled || done == jobs.size()))
+      break;
+    guard.lock();
+    tally->cv.wait_for(guard, std::chrono::milliseconds(100),
+                       [&] { return tally->finished != done; });
+    guard.unlock();
+    if (progress &&
+        clock_type::now() - last_report >= std::chrono::milliseconds(100)) {
+      last_report = clock_type::now();
+      progress(snapshot());
+    }
   }
-  cv.notify_all();
-  if (reporter.joinable())
-    reporter.join();
-  current_cancel.store(nullptr);
-  if (!res)
-    report.pool_error = ipc::describe(res.error());
-  report.cancelled = head.cancel.load() != 0;
-  report.restarts = impl_->pool.restarts() - restarts_before;
+  report.cancelled = cancel_requested.load();
+  report.restarts = pool.restarts() - restarts_before;
   report.files.reserve(jobs.size());
   for (size_t i = 0; i < jobs.size(); ++i) {
-    auto r = load(table.at(i));
+    file_result r;
+    if (i >= futures.size()) {
+      r.state = file_state::cancelled; // never handed to a worker
+      report.files.push_back(std::move(r));
+      continue;
+    }
+    auto res = futures[i].get(caf::timespan{0});
+    if (res) {
+      r = std::move(*res);
+    } else if (res.error() == ipc::errc::task_crashed) {
+      r.state = file_state::crashed;
+      r.message = fmt::format("its worker process died on it {} times; skipped",
+                              max_attempts);
+    } else {
+      // The pool failed this task itself (timeout, or it gave up).
+      if (report.pool_error.empty())
+        report.pool_error = ipc::describe(res.error());
+      r.state = file_state::failed;
+      r.message = "the pool failed it: " + ipc::describe(res.error());
+    }
+    if (!is_final(r.state)) {
+      r.state = file_state::failed;
+      r.message = "lost by the pool";
+    }
     if (r.state != file_state::ok) {
       // Left behind by a worker that died or was killed while writing.
       std::error_code ignored;
       std::filesystem::remove(jobs[i].output + ".part", ignored);
-    }
-    if (!is_final(r.state)) {
-      // The pool failed this task itself (timeout, or it gave up).
-      r.state = file_state::failed;
-      r.message = report.pool_error.empty()
-                      ? "lost by the pool"
-                      : "the pool failed it: " + report.pool_error;
     }
     report.files.push_back(std::move(r));
   }

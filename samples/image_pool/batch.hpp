@@ -2,28 +2,27 @@
 
 // Runs a batch of image files through an `ipc::process_pool`.
 //
-// How work and results travel: the parent writes one job table into a named
-// shared-memory array (`ipc::shared_array<uint64_t>`, used as raw bytes):
-// the operation chain, the limits, every input and output path, and one
-// result slot per file. A task message carries only the table's name and a
-// file's index (68 bytes); the worker reads the image from its path, runs
-// the chain, writes the output file and fills its slot in place. No pixel
-// crosses a process boundary, and decoding and encoding (most of the work)
-// run in parallel in the workers.
+// How work and results travel: each file is one task of the pool, submitted
+// on its own (`process_pool::submit`), whose argument is the file's paths
+// and the batch's settings and whose result is the file's `file_result`;
+// both cross the process boundary in CAF's binary format (they have
+// `inspect` overloads in batch.cpp). The worker reads the image from its
+// path, runs the chain and writes the output file; no pixel crosses a
+// process boundary, and decoding and encoding (most of the work) run in
+// parallel in the workers.
 //
-// Why the slots live in shared memory rather than in the pool's replies:
-// `process_pool::map` fails as a whole when one task fails for good (a
-// timeout, or a pool that gave up), and it re-runs a task whose worker died
-// until `max_restarts` is spent, so one image that crashes its decoder
-// would take the whole batch with it. Here the worker counts attempts in
-// the slot: an image whose worker died twice is reported as crashed instead
-// of being tried again, and whatever happens to the pool, every finished
-// file keeps its result. The same table carries the cancel flag (Ctrl-C)
-// and the progress the parent shows.
+// Each file has its own future, so one file's failure is its own: a file
+// whose worker process died on it twice (the pool's `max_task_attempts`)
+// is reported as crashed and not tried again, and whatever happens to the
+// pool, every finished file keeps its result. Files are submitted a few per
+// worker at a time, so that a cancel (Ctrl-C) leaves the files not yet
+// submitted as cancelled; the completions drive the progress the parent
+// shows.
 
 #include "image_ops.hpp"
 
 #include <caf/error.hpp>
+#include <caf/timespan.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -51,7 +50,7 @@ enum class file_state : uint32_t {
 /// "ok", "failed", ...
 const char* to_string(file_state x) noexcept;
 
-/// Settings shared by every file of a batch; trivially copyable.
+/// Settings shared by every file of a batch.
 struct batch_settings {
   op_chain chain;
   encode_settings encoding;
@@ -70,8 +69,6 @@ struct file_job {
 /// The outcome of one file.
 struct file_result {
   file_state state = file_state::pending;
-  /// Times a worker started on it (more than 1 after a worker crash).
-  uint32_t attempts = 0;
   int width = 0;
   int height = 0;
   int channels = 0;
@@ -118,7 +115,7 @@ struct batch_options {
   /// Worker processes; 0 means one per core.
   size_t workers = 0;
   /// An image that takes longer fails (its worker is killed and replaced).
-  std::chrono::milliseconds timeout{std::chrono::minutes(2)};
+  caf::timespan timeout = std::chrono::minutes(2);
   /// Bounds worker restarts over the runner's life.
   size_t max_restarts = 1000;
 };
@@ -140,14 +137,14 @@ public:
   size_t size() const noexcept;
 
   /// Runs every job; blocks until each file has an outcome. `progress` is
-  /// called about ten times a second from another thread, and once at the
+  /// called about ten times a second from this thread, and once at the
   /// end.
   batch_report run(const std::vector<file_job>& jobs,
                    const batch_settings& settings, progress_fn progress = {});
 
-  /// Asks the running batch (if any) to stop: files not yet started end
-  /// as cancelled, files being processed finish. Async-signal-safe: call it
-  /// from a SIGINT handler.
+  /// Asks the running batch (if any) to stop: files not yet handed to the
+  /// workers end as cancelled, the few handed out finish. Async-signal-safe:
+  /// call it from a SIGINT handler.
   static void request_cancel() noexcept;
 
 private:

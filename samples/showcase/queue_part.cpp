@@ -21,7 +21,7 @@ int run(actorbus::runtime::runtime& sys) {
   cfg.sweep_interval = 20ms;
   auto producer = q::client::connect(cfg);
   if (!producer) {
-    fmt::print("queue: {}\n", caf::to_string(producer.error()));
+    fmt::print("queue: {}\n", q::describe(producer.error()));
     return 1;
   }
   q::worker w{sys, cfg};
@@ -33,14 +33,14 @@ int run(actorbus::runtime::runtime& sys) {
         return q::encode(x * x * x);
       });
   if (auto err = w.start()) {
-    fmt::print("queue: {}\n", caf::to_string(err));
+    fmt::print("queue: {}\n", q::describe(err));
     return 1;
   }
   std::vector<std::string> payloads;
   for (int64_t i = 1; i <= 100; ++i)
     payloads.push_back(q::encode(i));
   q::task_options opts;
-  opts.backoff = 10ms;
+  opts.backoff.min = 10ms;
   auto ids = producer->enqueue_many("cube", payloads, opts);
   auto stray = producer->enqueue("thumbnail", {}, std::string{"cat.png"});
   if (!ids || !stray)

@@ -191,7 +191,7 @@ int run_dead_letters(const args& a) {
     fmt::print("requeued as {}\n", *id);
     return 0;
   }
-  auto xs = c->dead_letters();
+  auto xs = c->dead_tasks();
   if (!xs) {
     fmt::print(stderr, "dead-letters: {}\n", to_string(xs.error()));
     return 1;
@@ -260,7 +260,7 @@ int run_demo(const args& a) {
   auto unknown = c->enqueue("resize_image", {}, std::string{"cat.png"});
   queue::task_options twice;
   twice.max_attempts = 2;
-  twice.backoff = 20ms;
+  twice.backoff.min = 20ms;
   auto flaky = c->enqueue_payload("flaky", queue::encode(), twice);
   if (!unknown || !flaky)
     return fail("enqueue failed");
@@ -289,7 +289,7 @@ int run_demo(const args& a) {
              balance ? *balance : "?");
   if (!c->wait(*unknown, 30s) || !c->wait(*flaky, 30s))
     return fail("dead letters did not arrive");
-  auto dead = c->dead_letters();
+  auto dead = c->dead_tasks();
   if (!dead)
     return fail(to_string(dead.error()));
   std::string reasons;

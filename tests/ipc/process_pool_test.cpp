@@ -4,12 +4,16 @@
 
 #include "ipc_names.hpp"
 
+#include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
+
 #include <gtest/gtest.h>
 
 #include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <future>
 #include <set>
 #include <sstream>
@@ -94,13 +98,107 @@ TEST_F(process_pool_test, map_unordered_returns_every_result_exactly_once) {
   EXPECT_EQ(seen.size(), args.size());
 }
 
-TEST_F(process_pool_test, submit_delivers_one_result_through_a_future) {
+TEST_F(process_pool_test, submit_delivers_one_result_through_a_task_future) {
   process_pool<int64_t, int64_t> sut{cpu_bound_task, with_workers(1)};
-  auto fut = sut.submit(1000);
-  ASSERT_EQ(fut.wait_for(30s), std::future_status::ready);
-  auto res = fut.get();
+  actorbus::actors::task_future<int64_t> fut = sut.submit(1000);
+  auto res = fut.get(30s);
   ASSERT_TRUE(res) << describe(res.error());
   EXPECT_EQ(*res, 332833500);
+}
+
+namespace {
+
+// The threads of this process, from /proc.
+size_t thread_count() {
+  size_t n = 0;
+  for (auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    static_cast<void>(entry);
+    ++n;
+  }
+  return n;
+}
+
+} // namespace
+
+TEST_F(process_pool_test, submit_starts_no_thread_per_task) {
+  auto table = shared_array<int64_t>::create(name.str(), {2, 8});
+  ASSERT_TRUE(table);
+  started_by = reinterpret_cast<std::atomic<int64_t>*>(table->data().data());
+  runs = started_by + 8;
+  process_pool<int64_t, int64_t> sut{slow_task, with_workers(1)};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto before = thread_count();
+  std::vector<actorbus::actors::task_future<int64_t>> futs;
+  for (int64_t i = 0; i < 4; ++i)
+    futs.push_back(sut.submit(i));
+  // Four tasks of 300 ms on one worker: all but at most one still wait.
+  EXPECT_EQ(thread_count(), before);
+  for (int64_t i = 0; i < 4; ++i) {
+    auto res = futs[static_cast<size_t>(i)].get(30s);
+    ASSERT_TRUE(res) << describe(res.error());
+    EXPECT_EQ(*res, i * 10);
+    EXPECT_EQ(runs[i].load(), 1) << "task " << i << " was sent once";
+  }
+}
+
+namespace {
+
+// A value that is not trivially copyable, with CAF's inspect.
+struct labelled {
+  std::string label;
+  std::vector<int32_t> values;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, labelled& x) {
+  return f(caf::meta::type_name("labelled"), x.label, x.values);
+}
+
+labelled sum_up(const labelled& x) {
+  int32_t sum = 0;
+  for (auto v : x.values)
+    sum += v;
+  return labelled{x.label + "!", {sum}};
+}
+
+int64_t throwing_task(int64_t x) {
+  if (x < 0)
+    throw std::runtime_error("negative input " + std::to_string(x));
+  return x + 1;
+}
+
+} // namespace
+
+TEST_F(process_pool_test, values_with_an_inspect_overload_cross_both_ways) {
+  process_pool<labelled, labelled> sut{sum_up, with_workers(2)};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto res = sut.map({labelled{"a", {1, 2, 3}}, labelled{"bb", {}}});
+  ASSERT_TRUE(res) << describe(res.error());
+  ASSERT_EQ(res->size(), 2u);
+  EXPECT_EQ((*res)[0].label, "a!");
+  EXPECT_EQ((*res)[0].values, std::vector<int32_t>{6});
+  EXPECT_EQ((*res)[1].label, "bb!");
+  auto one = sut.submit(labelled{"c", {40, 2}}).get(30s);
+  ASSERT_TRUE(one) << describe(one.error());
+  EXPECT_EQ(one->values, std::vector<int32_t>{42});
+}
+
+TEST_F(
+    process_pool_test,
+    a_task_that_throws_fails_with_the_exception_text_and_its_worker_goes_on) {
+  process_pool<int64_t, int64_t> sut{throwing_task, with_workers(1)};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto pids = sut.worker_pids();
+  auto res = sut.submit(-5).get(30s);
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), caf::sec::runtime_error) << describe(res.error());
+  EXPECT_NE(describe(res.error()).find("negative input -5"), std::string::npos)
+      << describe(res.error());
+  auto next = sut.submit(1).get(30s);
+  ASSERT_TRUE(next) << describe(next.error());
+  EXPECT_EQ(*next, 2);
+  EXPECT_EQ(sut.restarts(), 0u);
+  EXPECT_EQ(sut.worker_pids(), pids);
 }
 
 TEST_F(process_pool_test,
@@ -179,8 +277,7 @@ TEST_F(process_pool_test, restarts_back_off_between_crashes) {
   auto opts = with_workers(1);
   opts.max_restarts = 3;
   opts.restart_period = 30s;
-  opts.restart_delay = 100ms;
-  opts.max_restart_delay = 1s;
+  opts.restart_backoff = {.min = 100ms, .max = 1s};
   process_pool<int64_t, int64_t> sut{crashing_task, opts};
   auto t0 = std::chrono::steady_clock::now();
   auto res = sut.map({1});
@@ -194,6 +291,13 @@ TEST_F(process_pool_test, restarts_back_off_between_crashes) {
 
 namespace {
 
+// Negative arguments take their worker down; others return x * 10.
+int64_t crash_on_negative(int64_t x) {
+  if (x < 0)
+    ::_exit(3);
+  return x * 10;
+}
+
 // Returns i * 10; task 0 first ends its worker with exit status 0, as a task
 // calling exit(0) would, and returns only when it runs again.
 int64_t quitting_task(int64_t i) {
@@ -201,6 +305,29 @@ int64_t quitting_task(int64_t i) {
     ::_exit(0);
   return i * 10;
 }
+
+} // namespace
+
+TEST_F(process_pool_test,
+       a_task_whose_worker_dies_on_it_max_task_attempts_times_fails_alone) {
+  auto opts = with_workers(1);
+  opts.max_task_attempts = 2;
+  process_pool<int64_t, int64_t> sut{crash_on_negative, opts};
+  ASSERT_FALSE(sut.start_error()) << describe(sut.start_error());
+  auto doomed = sut.submit(-1);
+  auto fine = sut.submit(4);
+  auto res = doomed.get(30s);
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), errc::task_crashed) << describe(res.error());
+  EXPECT_EQ(describe(res.error()),
+            "ipc.task_crashed: its worker process died on it 2 times");
+  auto other = fine.get(30s);
+  ASSERT_TRUE(other) << describe(other.error());
+  EXPECT_EQ(*other, 40);
+  EXPECT_EQ(sut.restarts(), 2u);
+}
+
+namespace {
 
 // More than the default max_frame of 64 KiB.
 using oversized = std::array<char, 70000>;

@@ -1,6 +1,9 @@
 #include "actorbus/queue/client.hpp"
 
 #include "actorbus/queue/embedded_redis.hpp"
+#include "actorbus/runtime/runtime.hpp"
+
+#include <caf/sec.hpp>
 
 #include <gtest/gtest.h>
 
@@ -53,8 +56,40 @@ TEST_F(client_test, bad_requests_get_clear_errors_and_change_nothing) {
   ASSERT_FALSE(no_attempts);
   EXPECT_EQ(no_attempts.error(), caf::sec::invalid_argument);
   EXPECT_EQ(sut->backlog(), *before);
-  EXPECT_FALSE(sut->requeue("0-1"));
+  auto missing = sut->requeue("0-1");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error(), errc::not_found);
+  EXPECT_EQ(describe(missing.error()), "queue.not_found: no dead task 0-1");
   EXPECT_FALSE(sut->command({}));
+}
+
+TEST_F(client_test, bad_options_are_refused_naming_the_field) {
+  task_options opts;
+  opts.backoff.jitter = 2.0;
+  auto res = sut->enqueue_payload("t", "x", opts);
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error(), caf::sec::invalid_argument);
+  EXPECT_EQ(describe(res.error()),
+            "caf.invalid_argument: task_options.backoff.jitter: must lie in "
+            "[0, 1]");
+  queue_config cfg;
+  cfg.reconnect_backoff.multiplier = 0.5;
+  auto c = client::connect(cfg);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), caf::sec::invalid_argument);
+  EXPECT_NE(describe(c.error()).find("queue_config.reconnect_backoff."),
+            std::string::npos)
+      << describe(c.error());
+}
+
+TEST_F(client_test, wait_takes_the_runtime_shutdown_timeout_as_it_is) {
+  actorbus::runtime::runtime rt;
+  auto id = sut->enqueue_payload("nobody_runs_this", "x");
+  ASSERT_TRUE(id) << describe(id.error());
+  ASSERT_EQ(sut->cancel(*id), true);
+  auto info = sut->wait(*id, rt.config().shutdown_timeout());
+  ASSERT_TRUE(info) << describe(info.error());
+  EXPECT_EQ(info->status, task_status::cancelled);
 }
 
 TEST_F(client_test, malformed_or_unreachable_urls_are_errors) {

@@ -29,7 +29,8 @@ TEST_F(codec_test, values_survive_a_round_trip) {
 
 TEST_F(codec_test, other_types_or_counts_are_rejected) {
   auto payload = encode(std::string{"x"});
-  EXPECT_FALSE(decode<int>(payload));
+  ASSERT_FALSE(decode<int>(payload));
+  EXPECT_EQ(decode<int>(payload).error(), errc::malformed_payload);
   EXPECT_FALSE((decode<std::string, int>(payload)));
   EXPECT_FALSE(decode<>(payload));
   EXPECT_FALSE(decode<uint8_t>(encode(int64_t{300})));

@@ -3,6 +3,7 @@
 
 #include "actorbus/queue/client.hpp"
 #include "actorbus/queue/detail/embedded_redis_testing.hpp"
+#include "actorbus/queue/detail/worker_hooks.hpp"
 #include "actorbus/queue/embedded_redis.hpp"
 #include "actorbus/queue/worker.hpp"
 #include "actorbus/runtime/runtime.hpp"
@@ -32,6 +33,11 @@ using namespace actorbus::queue;
 using namespace std::chrono_literals;
 
 namespace {
+
+// Whole milliseconds of a duration.
+int64_t ms(caf::timespan x) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(x).count();
+}
 
 int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -113,15 +119,15 @@ protected:
         maybe_die(kill_point::mid_handler, point);
         return result;
       });
-      w.on_fault_point([=](fault_point p) {
+      detail::on_fault_point(w, [=](detail::fault_point p) {
         switch (p) {
-        case fault_point::before_handle:
+        case detail::fault_point::before_handle:
           maybe_die(kill_point::before_handle, point);
           break;
-        case fault_point::after_effect:
+        case detail::fault_point::after_effect:
           maybe_die(kill_point::after_effect, point);
           break;
-        case fault_point::after_ack:
+        case detail::fault_point::after_ack:
           maybe_die(kill_point::after_ack, point);
           break;
         }
@@ -378,12 +384,11 @@ TEST_F(fault_test,
   auto scheduling_tolerance =
       std::chrono::milliseconds{3 * worst_wakeup_us / 1000 + 5};
   std::cout << "worst probe delay " << worst_wakeup_us / 1000
-            << " ms, so the bound is " << cfg.visibility_timeout.count()
-            << " + " << cfg.sweep_interval.count() << " + "
-            << scheduling_tolerance.count() << " ms\n";
+            << " ms, so the bound is " << ms(cfg.visibility_timeout) << " + "
+            << ms(cfg.sweep_interval) << " + " << scheduling_tolerance.count()
+            << " ms\n";
   auto bound =
-      (cfg.visibility_timeout + cfg.sweep_interval + scheduling_tolerance)
-          .count();
+      ms(cfg.visibility_timeout + cfg.sweep_interval + scheduling_tolerance);
   ASSERT_FALSE(recoveries.empty());
   EXPECT_LE(worst_recovery, bound);
 }
@@ -461,7 +466,7 @@ TEST_F(fault_test,
   auto rc = field(*orphan, "rc");
   ASSERT_NE(rc, "(nil)");
   // Not before its lease ran out (Redis's clock is this machine's).
-  EXPECT_GE(std::stoll(rc) + 1, before + cfg.visibility_timeout.count());
+  EXPECT_GE(std::stoll(rc) + 1, before + ms(cfg.visibility_timeout));
   EXPECT_EQ(field(*own, "rb"), "(nil)");
   EXPECT_EQ(field(*own, "rc"), "(nil)");
   w.stop();

@@ -2,6 +2,7 @@
 
 #include "actorbus/queue/client.hpp"
 #include "actorbus/queue/detail/embedded_redis_testing.hpp"
+#include "actorbus/queue/detail/worker_hooks.hpp"
 #include "actorbus/queue/embedded_redis.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
@@ -253,9 +254,10 @@ protected:
                   }
                   return std::string{p} + "@" + std::to_string(ctx.attempt());
                 });
-    sut->on_fault_point([this](fault_point p) {
+    detail::on_fault_point(*sut, [this](detail::fault_point p) {
       // Called only once tasks were read (or are to be acknowledged).
-      if (p != fault_point::before_handle || !kill_at_read.exchange(false))
+      if (p != detail::fault_point::before_handle ||
+          !kill_at_read.exchange(false))
         return;
       caf::scoped_actor self{rt.system()};
       self->monitor(doomed);
@@ -488,7 +490,7 @@ TEST_F(worker_test, a_failing_task_is_retried_until_it_succeeds) {
   ASSERT_FALSE(sut->start());
   task_options opts;
   opts.max_attempts = 5;
-  opts.backoff = 10ms;
+  opts.backoff.min = 10ms;
   auto id = producer->enqueue_payload("flaky", "", opts);
   ASSERT_TRUE(id);
   auto info = wait_for(*id);
@@ -510,13 +512,13 @@ TEST_F(worker_test,
   ASSERT_FALSE(sut->start());
   task_options opts;
   opts.max_attempts = 2;
-  opts.backoff = 5ms;
+  opts.backoff.min = 5ms;
   auto id = producer->enqueue_payload("doomed", "payload-bytes", opts);
   ASSERT_TRUE(id);
   auto info = wait_for(*id);
   EXPECT_EQ(info.status, task_status::dead);
   EXPECT_EQ(calls.load(), 2);
-  auto dead = producer->dead_letters();
+  auto dead = producer->dead_tasks();
   ASSERT_TRUE(dead);
   ASSERT_EQ(dead->size(), 1u);
   EXPECT_EQ(dead->front().task_id, *id);
@@ -544,7 +546,7 @@ TEST_F(
   auto info = wait_for(*good);
   EXPECT_EQ(info.status, task_status::succeeded);
   EXPECT_EQ(std::get<0>(*decode<int>(info.result)), 42);
-  auto dead = producer->dead_letters();
+  auto dead = producer->dead_tasks();
   ASSERT_TRUE(dead);
   ASSERT_EQ(dead->size(), 3u);
   std::vector<std::string> reasons;
@@ -555,9 +557,10 @@ TEST_F(
       return r.find(what) != std::string::npos;
     });
   };
-  EXPECT_TRUE(has("unknown task name 'no_such_task'"));
-  EXPECT_TRUE(has("malformed payload"));
-  EXPECT_TRUE(has("malformed entry"));
+  EXPECT_TRUE(has("queue.unknown_task: no handler for task name "
+                  "'no_such_task'"));
+  EXPECT_TRUE(has("queue.malformed_payload: "));
+  EXPECT_TRUE(has("queue.malformed_entry: missing task id or name"));
 }
 
 TEST_F(worker_test, a_requeued_dead_letter_runs_again) {
@@ -576,7 +579,7 @@ TEST_F(worker_test, a_requeued_dead_letter_runs_again) {
   ASSERT_TRUE(id);
   EXPECT_EQ(wait_for(*id).status, task_status::dead);
   healthy = true;
-  auto dead = producer->dead_letters();
+  auto dead = producer->dead_tasks();
   ASSERT_TRUE(dead);
   ASSERT_EQ(dead->size(), 1u);
   auto again = producer->requeue(dead->front().entry);
@@ -584,7 +587,7 @@ TEST_F(worker_test, a_requeued_dead_letter_runs_again) {
   auto info = wait_for(*again);
   EXPECT_EQ(info.status, task_status::succeeded);
   EXPECT_EQ(info.result, "again");
-  EXPECT_TRUE(producer->dead_letters()->empty());
+  EXPECT_TRUE(producer->dead_tasks()->empty());
 }
 
 TEST_F(worker_test,
@@ -602,22 +605,22 @@ TEST_F(worker_test,
   task_options opts;
   opts.level = priority::high;
   opts.max_attempts = 2;
-  opts.backoff = 1ms;
-  opts.backoff_max = 5ms;
+  opts.backoff.min = 1ms;
+  opts.backoff.max = 5ms;
   opts.timeout = 250ms;
   opts.idempotency_key = "K1";
   auto id = producer->enqueue_payload("fails", "p", opts);
   ASSERT_TRUE(id);
   EXPECT_EQ(wait_for(*id).status, task_status::dead);
-  auto dead = producer->dead_letters();
+  auto dead = producer->dead_tasks();
   ASSERT_TRUE(dead);
   ASSERT_EQ(dead->size(), 1u);
   auto& letter = dead->front();
   EXPECT_EQ(letter.attempts, 2u);
   EXPECT_EQ(letter.options.level, priority::high);
   EXPECT_EQ(letter.options.max_attempts, 2u);
-  EXPECT_EQ(letter.options.backoff, 1ms);
-  EXPECT_EQ(letter.options.backoff_max, 5ms);
+  EXPECT_EQ(letter.options.backoff.min, 1ms);
+  EXPECT_EQ(letter.options.backoff.max, 5ms);
   EXPECT_EQ(letter.options.timeout, 250ms);
   EXPECT_EQ(letter.options.idempotency_key, "K1");
   sut->stop();
@@ -724,7 +727,7 @@ TEST_F(worker_test, a_task_whose_effect_fails_ends_dead_with_the_reason) {
   EXPECT_NE(info.error.find("WRONGTYPE"), std::string::npos) << info.error;
   // Redis cannot undo the effect before it.
   EXPECT_EQ(producer->command({"GET", "counter"}), std::string{"1"});
-  auto letters = producer->dead_letters();
+  auto letters = producer->dead_tasks();
   ASSERT_TRUE(letters);
   ASSERT_EQ(letters->size(), 1u);
   EXPECT_EQ(letters->front().task_id, *bad);
@@ -911,7 +914,7 @@ TEST_F(worker_test, a_batch_enqueued_at_once_keeps_its_payloads_and_options) {
   later.delay = 300ms;
   task_options twice;
   twice.max_attempts = 2;
-  twice.backoff = 1ms;
+  twice.backoff.min = 1ms;
   auto lows = producer->enqueue_many("log", {"low-0", "low-1", "low-2"}, low);
   auto highs =
       producer->enqueue_many("log", {"high-0", "high-1", "high-2"}, high);
@@ -1129,7 +1132,7 @@ TEST_F(worker_test,
   std::atomic<int> runs{0};
   start_echo_one_at_a_time(runs, 50, fiftieth);
   task_options opts;
-  opts.backoff = 1ms;
+  opts.backoff.min = 1ms;
   std::vector<std::string> ids;
   for (int i = 0; i < 300; ++i)
     ids.push_back(*producer->enqueue_payload("echo", std::to_string(i), opts));
@@ -1229,7 +1232,7 @@ TEST_F(worker_test,
 TEST_F(
     worker_test,
     tasks_a_dead_handler_actor_never_started_run_on_its_successor_at_the_same_attempt) {
-  cfg.handler_restart_backoff = 1ms;
+  cfg.handler_restart_backoff.min = 1ms;
   start_echo_killing_its_handler_at_the_first_read();
   task_options once;
   once.max_attempts = 1;
@@ -1286,7 +1289,7 @@ TEST_F(worker_test,
        past_its_restart_intensity_a_worker_gives_up_and_loses_no_task) {
   cfg.concurrency = 1;
   cfg.handler_max_restarts = 1;
-  cfg.handler_restart_backoff = 1ms;
+  cfg.handler_restart_backoff.min = 1ms;
   cfg.visibility_timeout = 300ms;
   sut = std::make_unique<worker>(rt, cfg);
   sut->handle(
@@ -1397,8 +1400,8 @@ TEST_F(worker_test,
        tasks_waiting_for_a_restarting_handler_actor_are_waited_for_asleep) {
   cfg.concurrency = 1;
   cfg.batch_size = 8;
-  cfg.handler_restart_backoff = 1s;
-  cfg.handler_restart_backoff_max = 1s;
+  cfg.handler_restart_backoff.min = 1s;
+  cfg.handler_restart_backoff.max = 1s;
   auto first = started_handler();
   ASSERT_TRUE(first);
   auto wall0 = std::chrono::steady_clock::now();
@@ -1436,8 +1439,8 @@ TEST_F(worker_test,
         return std::string{"late"};
       });
   std::atomic<bool> first{true};
-  sut->on_fault_point([&](fault_point p) {
-    if (p != fault_point::after_effect || !first.exchange(false))
+  detail::on_fault_point(*sut, [&](detail::fault_point p) {
+    if (p != detail::fault_point::after_effect || !first.exchange(false))
       return;
     // The timeout's acknowledgement is sent: its reply never comes.
     actorbus::queue::detail::embedded_redis_testing::crash(*redis);
@@ -1477,11 +1480,11 @@ TEST_F(worker_test,
       });
   std::atomic<bool> first{true};
   test::gate acked;
-  sut->on_fault_point([&](fault_point p) {
-    if (p == fault_point::before_handle && first.exchange(false)) {
+  detail::on_fault_point(*sut, [&](detail::fault_point p) {
+    if (p == detail::fault_point::before_handle && first.exchange(false)) {
       auto paused = producer->command({"CLIENT", "PAUSE", "1500", "WRITE"});
       EXPECT_TRUE(paused) << to_string(paused.error());
-    } else if (p == fault_point::after_ack) {
+    } else if (p == detail::fault_point::after_ack) {
       acked.open();
     }
   });

@@ -57,6 +57,7 @@
 #include <caf/actor_addr.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -76,7 +77,7 @@ struct bridge_options {
   /// Options of the local subscriptions that collect exported events.
   bus::subscription_options subscription;
   /// Longest wait for room in the channel before an event is given up.
-  std::chrono::milliseconds send_timeout{std::chrono::seconds(1)};
+  caf::timespan send_timeout = std::chrono::seconds(1);
   /// Called once, from the bridge's reader thread, when the other side
   /// dies or closes. It must not stop or destroy the bridge.
   std::function<void(const caf::error&)> on_down;

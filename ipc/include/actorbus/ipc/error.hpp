@@ -1,8 +1,12 @@
 #pragma once
 
 // Error codes of the ipc module. Every failing ipc call returns a
-// `caf::error` in category "ipc" whose context names what went wrong, so
-// `describe(err)` reads like a sentence.
+// `caf::error` in category "ipc" whose context names what went wrong. The
+// category is registered with `runtime::register_error_category`, so
+// `describe(err)` and `sys.render(err)` print "ipc.peer_dead: <context>".
+// Bad configuration is `caf::sec::invalid_argument` naming the field.
+
+#include "actorbus/runtime/error.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
@@ -38,6 +42,9 @@ enum class errc : uint8_t {
   invalid_argument,
   /// The operating system refused (see the context for errno's text).
   system_error,
+  /// A process pool's worker died while running the task, as often as
+  /// `process_pool_options::max_task_attempts` allows; not tried again.
+  task_crashed,
 };
 
 /// The category atom of ipc errors.
@@ -52,8 +59,8 @@ caf::error make_error(errc x);
 /// Wraps `x` into a `caf::error` whose context explains it.
 caf::error make_error(errc x, std::string what);
 
-/// Renders any error as "ipc.<code>: <context>" (or CAF's rendering for
-/// errors of other categories).
-std::string describe(const caf::error& err);
+/// Renders any actorbus or CAF error as words: "ipc.<code>: <context>" for
+/// ipc errors (the runtime's `describe`).
+using runtime::describe;
 
 } // namespace actorbus::ipc

@@ -2,18 +2,33 @@
 
 // A pool of worker processes with `multiprocessing.Pool` semantics: `map`
 // (results in input order), `map_unordered` (results as they complete) and
-// `submit` (one task, a future). Tasks travel over shared-memory channels,
-// one task per message (Python's chunksize=1).
+// `submit` (one task, an `actors::task_future`, as `worker_pool::submit`
+// returns). Tasks travel over shared-memory channels, one task per message
+// (Python's chunksize=1).
 //
-// Workers are forked from the pool's process, so the task function is an
-// ordinary function of this binary. Each worker is a process child (see
-// process.hpp) of an `actors::supervisor` that the pool runs on its own small
-// actor system: a worker that dies or exits (kill -9, crash, a task calling
-// exit(0), or killed by the pool after `task_timeout`) is restarted by the
-// supervisor with its backoff (restart_delay doubling up to
-// max_restart_delay) and intensity (`max_restarts` within `restart_period`),
-// and its tasks are re-run on a worker (at least once). When the supervisor
-// gives up, outstanding and later tasks fail with `errc::peer_dead`.
+//   int64_t square(const int64_t& x) { return x * x; }
+//   process_pool<int64_t, int64_t> pool{square, {.workers = 4}};
+//   auto all = pool.map({1, 2, 3});                 // expected<vector>
+//   auto one = pool.submit(7).get(5s);              // expected<int64_t>
+//
+// Types: `Arg` and `Result` are any type CAF can serialize (integers,
+// strings, standard containers, or a struct with an `inspect` overload);
+// they cross the process boundary in CAF's binary format, trivially
+// copyable ones as their bytes. The pool needs no type registration: both
+// ends are this binary.
+//
+// Workers are forked from the pool's process, so the task function is any
+// callable of this binary (its copy in the worker runs the tasks). Each
+// worker is a process child (see process.hpp) of an `actors::supervisor`
+// that the pool runs on its own small actor system: a worker that dies or
+// exits (kill -9, crash, a task calling exit(0), or killed by the pool after
+// `task_timeout`) is restarted by the supervisor with `restart_backoff` and
+// intensity (`max_restarts` within `restart_period`), and the tasks it held
+// are re-run on a worker (at least once; the task it was running at most
+// `max_task_attempts` times in all, when that is set). When the supervisor
+// gives up, outstanding and later tasks fail with `errc::peer_dead`. A task
+// that throws fails with `caf::sec::runtime_error` carrying the exception's
+// `what()`; its worker goes on.
 //
 // Sizes: an argument larger than the channel's `max_frame` fails its task
 // with `errc::frame_too_large` at once, before any worker sees it; a result
@@ -30,28 +45,25 @@
 // ones instead of idling while another works through its backlog.
 //
 // Thread-safety: map, map_unordered and submit may be called from several
-// threads.
+// threads; `submit` never blocks.
 //
-// Lifetime: destroying the pool waits for the tasks in progress, then its
-// supervisor stops the workers (SIGTERM; SIGKILL after a second) and reaps
-// them. A pool may live
-// in a static object (at namespace scope or function-local): its own actor
-// system is created and destroyed on a thread of its own, so destruction at
-// exit, after the main thread's thread_locals are gone, is safe.
+// Lifetime: destroying the pool waits for the tasks in progress (submitted
+// ones included), then its supervisor stops the workers (SIGTERM; SIGKILL
+// after a second) and reaps them. A pool may live in a static object (at
+// namespace scope or function-local): its own actor system is created and
+// destroyed on a thread of its own, so destruction at exit, after the main
+// thread's thread_locals are gone, is safe.
 
+#include "actorbus/actors/worker_pool.hpp"
 #include "actorbus/ipc/channel.hpp"
 #include "actorbus/ipc/error.hpp"
+#include "actorbus/runtime/backoff.hpp"
 
 #include <caf/expected.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <cstddef>
-#include <cstring>
-#include <functional>
-#include <future>
-#include <memory>
-#include <mutex>
-#include <span>
 #include <sys/types.h>
 #include <type_traits>
 #include <utility>
@@ -68,7 +80,7 @@ struct process_pool_options {
   channel_options channel;
   /// A task running longer than this fails with `errc::timeout` (its worker
   /// is killed and replaced).
-  std::chrono::milliseconds task_timeout{std::chrono::minutes(5)};
+  caf::timespan task_timeout = std::chrono::minutes(5);
   /// Fewest short tasks sent ahead to one worker (each still its own
   /// message, as with chunksize=1), so that a worker never waits for its
   /// next task; at least 1. A worker that dies re-runs all of them
@@ -77,83 +89,43 @@ struct process_pool_options {
   /// Restarts allowed within `restart_period` before the pool gives up.
   size_t max_restarts = 100;
   /// Window of `max_restarts`; zero means the pool's whole life.
-  std::chrono::milliseconds restart_period{0};
-  /// First delay before restarting a worker; doubles on every restart of a
-  /// worker that ran for less than a second.
-  std::chrono::milliseconds restart_delay{0};
-  std::chrono::milliseconds max_restart_delay{1000};
+  caf::timespan restart_period = caf::timespan{0};
+  /// Pause before restarting a worker; a worker that ran for
+  /// `reset_after` starts the count of its restarts again.
+  runtime::backoff restart_backoff{.min = caf::timespan{0},
+                                   .max = std::chrono::seconds(1),
+                                   .reset_after = std::chrono::seconds(1)};
+  /// Runs of one task whose worker died while running it: after this many
+  /// the task fails with `errc::task_crashed` instead of running again.
+  /// 0: no limit (the pool's `max_restarts` still bounds it).
+  size_t max_task_attempts = 0;
   /// Tasks whose observed run time exceeds this are not sent ahead.
-  std::chrono::microseconds long_task{500};
+  caf::timespan long_task = std::chrono::microseconds(500);
 };
 
-namespace detail {
+} // namespace actorbus::ipc
 
-/// Untyped core: tasks are byte strings, workers run `fn` on them.
-class pool_core {
-public:
-  using worker_fn =
-      std::function<void(std::span<const std::byte>, std::vector<std::byte>&)>;
-  using done_fn =
-      std::function<void(size_t index, caf::expected<std::vector<std::byte>>)>;
+#include "actorbus/ipc/detail/process_pool.hpp"
 
-  pool_core(worker_fn fn, process_pool_options opts);
-  ~pool_core();
+namespace actorbus::ipc {
 
-  caf::error start();
-
-  /// Runs every task; `done` is called once per task, from pool threads.
-  void run(std::vector<std::vector<std::byte>> tasks, done_fn done);
-
-  size_t size() const noexcept;
-  size_t restarts() const noexcept;
-  std::vector<pid_t> worker_pids() const;
-
-private:
-  struct impl;
-  std::unique_ptr<impl> impl_;
-};
-
-template <class T>
-std::vector<std::byte> to_bytes(const T& x) {
-  std::vector<std::byte> result(sizeof(T));
-  std::memcpy(result.data(), &x, sizeof(T));
-  return result;
-}
-
-template <class T>
-caf::expected<T> from_bytes(std::span<const std::byte> bytes) {
-  if (bytes.size() != sizeof(T))
-    return make_error(errc::corrupt_frame, "result of unexpected size");
-  T x;
-  std::memcpy(&x, bytes.data(), sizeof(T));
-  return x;
-}
-
-} // namespace detail
-
-/// Runs `Result fn(Arg)` in worker processes. Arg and Result are trivially
-/// copyable (they cross the process boundary as bytes).
+/// Runs `Result fn(const Arg&)` in worker processes. Not copyable, not
+/// movable.
 template <class Arg, class Result>
 class process_pool {
 public:
-  static_assert(std::is_trivially_copyable_v<Arg> &&
-                    std::is_trivially_copyable_v<Result>,
-                "process_pool moves trivially copyable values");
-
-  using function_type = Result (*)(Arg);
-
-  /// Forks the workers and waits until they run. Check `start_error()`
-  /// before use.
-  explicit process_pool(function_type fn, process_pool_options opts = {})
-      : core_(
-            [fn](std::span<const std::byte> in, std::vector<std::byte>& out) {
-              Arg arg;
-              std::memcpy(&arg, in.data(), std::min(in.size(), sizeof(Arg)));
-              out = detail::to_bytes(fn(arg));
-            },
-            opts) {
+  /// Forks the workers and waits (bounded) until they run; `fn` is any
+  /// callable taking an `Arg` and returning a `Result`. Check
+  /// `start_error()` before use.
+  template <class F>
+  explicit process_pool(F fn, process_pool_options opts = {})
+      : core_(detail::make_worker_fn<Arg, Result>(std::move(fn)),
+              std::move(opts)) {
     start_error_ = core_.start();
   }
+
+  process_pool(const process_pool&) = delete;
+  process_pool& operator=(const process_pool&) = delete;
 
   /// Why the pool could not start, or none.
   const caf::error& start_error() const noexcept {
@@ -164,22 +136,10 @@ public:
   /// first error if any task failed after its retries.
   caf::expected<std::vector<Result>> map(const std::vector<Arg>& args) {
     std::vector<Result> results(args.size());
-    caf::error first;
-    std::mutex mx;
-    core_.run(encode(args), [&](size_t i, auto res) {
-      std::lock_guard guard{mx};
-      if (!res) {
-        if (!first)
-          first = std::move(res.error());
-        return;
-      }
-      if (auto x = detail::from_bytes<Result>(*res))
-        results[i] = *x;
-      else if (!first)
-        first = std::move(x.error());
-    });
-    if (first)
-      return first;
+    auto err =
+        run(args, [&](size_t i, Result&& x) { results[i] = std::move(x); });
+    if (err)
+      return err;
     return results;
   }
 
@@ -189,33 +149,31 @@ public:
   map_unordered(const std::vector<Arg>& args) {
     std::vector<std::pair<size_t, Result>> results;
     results.reserve(args.size());
-    caf::error first;
-    std::mutex mx;
-    core_.run(encode(args), [&](size_t i, auto res) {
-      std::lock_guard guard{mx};
-      if (!res) {
-        if (!first)
-          first = std::move(res.error());
-        return;
-      }
-      if (auto x = detail::from_bytes<Result>(*res))
-        results.emplace_back(i, *x);
-      else if (!first)
-        first = std::move(x.error());
+    auto err = run(args, [&](size_t i, Result&& x) {
+      results.emplace_back(i, std::move(x));
     });
-    if (first)
-      return first;
+    if (err)
+      return err;
     return results;
   }
 
-  /// Runs one task in the background.
-  std::future<caf::expected<Result>> submit(Arg arg) {
-    return std::async(std::launch::async, [this, arg] {
-      auto res = map({arg});
-      if (!res)
-        return caf::expected<Result>{std::move(res.error())};
-      return caf::expected<Result>{res->front()};
-    });
+  /// Sends one task to the workers and returns at once; the future holds
+  /// its result (`get(timeout)`, `then`, `respond`).
+  actors::task_future<Result> submit(Arg arg) {
+    auto st = std::make_shared<actors::detail::future_state<Result>>();
+    auto bytes = detail::to_bytes(arg);
+    if (!bytes) {
+      st->set(std::move(bytes.error()));
+      return actors::task_future<Result>{std::move(st)};
+    }
+    core_.submit(std::move(*bytes),
+                 [st](caf::expected<std::vector<std::byte>> res) {
+                   if (!res)
+                     st->set(std::move(res.error()));
+                   else
+                     st->set(detail::from_bytes<Result>(*res));
+                 });
+    return actors::task_future<Result>{std::move(st)};
   }
 
   /// Number of worker processes.
@@ -234,13 +192,30 @@ public:
   }
 
 private:
-  static std::vector<std::vector<std::byte>>
-  encode(const std::vector<Arg>& args) {
-    std::vector<std::vector<std::byte>> result;
-    result.reserve(args.size());
-    for (auto& x : args)
-      result.push_back(detail::to_bytes(x));
-    return result;
+  // Runs every task, calling `take(i, result)` (serialized) for each that
+  // succeeded; returns the first error.
+  template <class Take>
+  caf::error run(const std::vector<Arg>& args, Take take) {
+    std::vector<std::vector<std::byte>> tasks;
+    tasks.reserve(args.size());
+    for (auto& x : args) {
+      auto bytes = detail::to_bytes(x);
+      if (!bytes)
+        return std::move(bytes.error());
+      tasks.push_back(std::move(*bytes));
+    }
+    caf::error first;
+    std::mutex mx;
+    core_.run(std::move(tasks), [&](size_t i, auto res) {
+      auto x = res ? detail::from_bytes<Result>(*res)
+                   : caf::expected<Result>{std::move(res.error())};
+      std::lock_guard guard{mx};
+      if (x)
+        take(i, std::move(*x));
+      else if (!first)
+        first = std::move(x.error());
+    });
+    return first;
   }
 
   detail::pool_core core_;

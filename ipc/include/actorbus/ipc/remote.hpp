@@ -21,6 +21,7 @@
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 
@@ -30,7 +31,7 @@ namespace actorbus::ipc {
 /// from the other process before answering with an error (which also frees
 /// the connecting side's bookkeeping for a caller that already timed out).
 struct remote_options {
-  std::chrono::milliseconds request_timeout{std::chrono::seconds(5)};
+  caf::timespan request_timeout = std::chrono::seconds(5);
 };
 
 /// Serves `target` to the process at the other end of `ch`. Returns the

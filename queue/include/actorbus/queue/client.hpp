@@ -1,19 +1,23 @@
 #pragma once
 
 // The producer side of the task queue: enqueue, status, wait, cancel, and
-// the dead-letter stream.
+// the dead tasks (the dead-letter stream).
 //
 // A client owns one Redis connection and is not thread-safe: use one per
 // thread. Every call has a bounded wait (`queue_config::io_timeout`, or the
 // timeout given to `wait`); a lost connection is re-established on the next
-// call. Errors come back as `caf::error`, never as exceptions.
+// call. Errors come back as `caf::error` (see error.hpp), never as
+// exceptions.
 
 #include "actorbus/queue/codec.hpp"
 #include "actorbus/queue/config.hpp"
+#include "actorbus/queue/error.hpp"
 #include "actorbus/queue/fwd.hpp"
+#include "actorbus/runtime/backoff.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -31,20 +35,21 @@ enum class priority : uint8_t { high = 0, normal = 1, low = 2 };
 /// How to run one task.
 struct task_options {
   /// Run no earlier than this long from now.
-  std::chrono::milliseconds delay{0};
+  caf::timespan delay = caf::timespan{0};
   /// Run no earlier than this time (wins over `delay` when set).
   std::optional<std::chrono::system_clock::time_point> run_at;
-  /// Attempts before the task goes to the dead-letter stream (at least 1).
-  /// A worker that dies holding the task also uses up an attempt.
+  /// Attempts before the task becomes a dead task (at least 1). A worker
+  /// that dies holding the task also uses up an attempt.
   uint32_t max_attempts = 3;
-  /// Delay before the second attempt; doubles for each further attempt.
-  std::chrono::milliseconds backoff{100};
-  /// Cap of the doubling backoff.
-  std::chrono::milliseconds backoff_max{60'000};
+  /// Pause before the second attempt (`min`), growing by `multiplier` for
+  /// each further one up to `max`, spread by `jitter`. Kept in Redis in
+  /// milliseconds; `reset_after` does not apply to tasks.
+  runtime::backoff backoff{.min = std::chrono::milliseconds(100),
+                           .max = std::chrono::seconds(60)};
   /// An attempt running longer fails (0: no limit), counted from the
   /// handler's start, not from the task's wait for a busy handler actor.
   /// The handler is not interrupted; its late result is discarded.
-  std::chrono::milliseconds timeout{0};
+  caf::timespan timeout = caf::timespan{0};
   /// When set, the task's effects (see `task_context::add_effect`) and its
   /// result are applied at most once for this key, however often the task
   /// is delivered.
@@ -60,7 +65,7 @@ enum class task_status {
   /// In the stream, waiting for or held by a worker.
   queued,
   succeeded,
-  /// Failed its last attempt; in the dead-letter stream.
+  /// Failed its last attempt; a dead task (see `client::dead_tasks`).
   dead,
   cancelled,
 };
@@ -80,8 +85,9 @@ struct task_info {
   std::string error;
 };
 
-/// An entry of the dead-letter stream.
-struct dead_letter {
+/// A task that will not run again without a `requeue`: an entry of the
+/// dead-letter stream.
+struct dead_task {
   /// Id of the entry in the dead-letter stream (for `requeue`).
   std::string entry;
   std::string task_id;
@@ -94,6 +100,7 @@ struct dead_letter {
   task_options options;
 };
 
+/// Enqueues tasks and follows them. Movable, not copyable; one per thread.
 class client {
 public:
   /// Connects to the queue's Redis (starting the embedded one when
@@ -109,8 +116,8 @@ public:
   const std::string& url() const;
 
   /// Enqueues task `name` with an already encoded payload; returns its id.
-  /// Fails with `caf::sec::invalid_argument` for an empty name or
-  /// `max_attempts` 0.
+  /// Fails with `caf::sec::invalid_argument` for an empty name or invalid
+  /// options (`max_attempts` 0, a bad backoff), naming the field.
   caf::expected<std::string> enqueue_payload(std::string_view name,
                                              std::string payload,
                                              const task_options& opts = {});
@@ -134,26 +141,25 @@ public:
 
   /// Blocks until the task succeeded, went dead or was cancelled, or until
   /// `timeout` (then `caf::sec::request_timeout`). Returns its final info.
-  caf::expected<task_info> wait(std::string_view id,
-                                std::chrono::milliseconds timeout);
+  caf::expected<task_info> wait(std::string_view id, caf::timespan timeout);
 
   /// Enqueues a task and waits for its end, one round trip shorter than
   /// `enqueue_payload` plus `wait`. On `caf::sec::request_timeout` the task
   /// still exists; its id is in the error's message.
   caf::expected<task_info> run(std::string_view name, std::string payload,
-                               const task_options& opts,
-                               std::chrono::milliseconds timeout);
+                               const task_options& opts, caf::timespan timeout);
 
   /// Cancels a task that no worker has started. Returns true when cancelled,
   /// false when it already runs or finished.
   caf::expected<bool> cancel(std::string_view id);
 
-  /// Up to `count` dead letters, oldest first.
-  caf::expected<std::vector<dead_letter>> dead_letters(std::size_t count = 100);
+  /// Up to `count` dead tasks, oldest first.
+  caf::expected<std::vector<dead_task>> dead_tasks(std::size_t count = 100);
 
-  /// Moves a dead letter back into the queue with fresh attempts and its
+  /// Moves a dead task back into the queue with fresh attempts and its
   /// options (priority, max attempts, backoff, timeout, idempotency key).
-  /// Returns the new task id.
+  /// Returns the new task id; `errc::not_found` when there is no such
+  /// entry.
   caf::expected<std::string> requeue(std::string_view dead_entry);
 
   /// Number of tasks waiting in the streams and in the delayed set.

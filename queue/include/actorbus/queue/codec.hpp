@@ -12,9 +12,10 @@
 // float/double, std::string, and std::vector of supported types.
 // Free functions, no state: thread-safe.
 
+#include "actorbus/queue/error.hpp"
+
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
-#include <caf/sec.hpp>
 
 #include <cstdint>
 #include <cstring>
@@ -207,21 +208,20 @@ std::string encode(const Ts&... xs) {
 }
 
 /// Decodes a payload made by `encode<Ts...>`. Fails with
-/// `caf::sec::invalid_argument` when the payload holds other types, another
+/// `errc::malformed_payload` when the payload holds other types, another
 /// number of values, trailing bytes, or is truncated.
 template <class... Ts>
 caf::expected<std::tuple<Ts...>> decode(std::string_view payload) {
   detail::reader in{payload};
   uint8_t count = 0;
   if (!in.byte(count) || count != sizeof...(Ts))
-    return caf::make_error(caf::sec::invalid_argument,
-                           "payload: wrong number of values");
+    return make_error(errc::malformed_payload, "wrong number of values");
   std::tuple<Ts...> result;
   bool ok = std::apply(
       [&](auto&... xs) { return (detail::get(in, xs) && ...); }, result);
   if (!ok || in.remaining() != 0)
-    return caf::make_error(caf::sec::invalid_argument,
-                           "payload: type mismatch or truncated value");
+    return make_error(errc::malformed_payload,
+                      "type mismatch or truncated value");
   return result;
 }
 

@@ -3,9 +3,14 @@
 // Configuration of the Redis task queue, shared by producers and workers.
 //
 // Plain values: copy freely. Producers and workers that should share a queue
-// need the same `url` and `name_space`.
+// need the same `url` and `name_space`. Durations are `caf::timespan`;
+// Redis keeps them in milliseconds (expiries in whole seconds).
 
 #include "actorbus/queue/fwd.hpp"
+#include "actorbus/runtime/backoff.hpp"
+
+#include <caf/error.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -13,6 +18,7 @@
 
 namespace actorbus::queue {
 
+/// Where the queue is and how producers and workers use it.
 struct queue_config {
   /// Where Redis is: `redis://host:port` or `unix:///path/to/socket`. Empty:
   /// a private `redis-server` is started on a Unix socket in a temporary
@@ -25,18 +31,18 @@ struct queue_config {
 
   /// A task delivered to a worker that neither acknowledged it nor renewed
   /// its lease for this long is reclaimed by another worker.
-  std::chrono::milliseconds visibility_timeout{30'000};
+  caf::timespan visibility_timeout = std::chrono::seconds(30);
 
   /// How often workers move due delayed tasks and reclaim stale ones.
-  std::chrono::milliseconds sweep_interval{1'000};
+  caf::timespan sweep_interval = std::chrono::seconds(1);
 
   /// How often a worker renews the lease of its in-flight tasks; must be
   /// well below `visibility_timeout` (0: a third of it).
-  std::chrono::milliseconds heartbeat_interval{0};
+  caf::timespan heartbeat_interval = caf::timespan{0};
 
   /// How long results, statuses and idempotency markers are kept (at
   /// least 1 s: workers and clients refuse less at start).
-  std::chrono::seconds result_ttl{24 * 3600};
+  caf::timespan result_ttl = std::chrono::hours(24);
 
   /// Entries a read takes from each priority stream, and the tasks in
   /// flight per worker process above which it reads no more (1 gives the
@@ -48,22 +54,30 @@ struct queue_config {
   std::size_t concurrency = 2;
 
   /// Connect and command timeout of a Redis connection.
-  std::chrono::milliseconds io_timeout{2'000};
+  caf::timespan io_timeout = std::chrono::seconds(2);
 
-  /// Upper bound of the exponential backoff between reconnect attempts.
-  std::chrono::milliseconds reconnect_backoff_max{1'000};
+  /// Pause between attempts to reconnect to Redis.
+  runtime::backoff reconnect_backoff{.min = std::chrono::milliseconds(10),
+                                     .max = std::chrono::seconds(1)};
 
   /// Restart intensity of the supervisor of a worker's handler actors: a
   /// restart beyond `handler_max_restarts` within `handler_restart_period`
   /// makes the worker give up (it stops taking tasks, hands those it holds
   /// back to the queue as retries, and reports `worker_stats::gave_up`).
   std::size_t handler_max_restarts = 10;
-  std::chrono::milliseconds handler_restart_period{10'000};
+  caf::timespan handler_restart_period = std::chrono::seconds(10);
 
-  /// Pause before restarting a handler actor, doubling with each
-  /// consecutive restart up to `handler_restart_backoff_max`.
-  std::chrono::milliseconds handler_restart_backoff{10};
-  std::chrono::milliseconds handler_restart_backoff_max{1'000};
+  /// Pause before restarting a handler actor; a handler actor that ran for
+  /// `reset_after` starts the count of its restarts again.
+  runtime::backoff handler_restart_backoff{.min = std::chrono::milliseconds(10),
+                                           .max = std::chrono::seconds(1),
+                                           .reset_after =
+                                               std::chrono::seconds(10)};
+
+  /// `caf::sec::invalid_argument` naming the field
+  /// ("queue_config.result_ttl: must be at least 1 s") when a field is out
+  /// of range; no error when valid. Clients and workers check it at start.
+  [[nodiscard]] caf::error validate() const;
 };
 
 } // namespace actorbus::queue

@@ -23,6 +23,7 @@
 #include "actorbus/queue/client.hpp"
 #include "actorbus/queue/codec.hpp"
 #include "actorbus/queue/config.hpp"
+#include "actorbus/queue/error.hpp"
 #include "actorbus/queue/fwd.hpp"
 #include "actorbus/runtime/fwd.hpp"
 
@@ -88,21 +89,21 @@ private:
 
 /// A handler gets the raw payload and returns the result or an error. An
 /// error fails the attempt (so does an exception) and the task is retried
-/// after its backoff; an error with code `caf::sec::invalid_argument` is
-/// permanent and sends the task to the dead letters at once.
+/// after its backoff; an error with code `caf::sec::invalid_argument` or
+/// `errc::malformed_payload` is permanent and makes the task a dead task at
+/// once.
 using task_handler =
     std::function<caf::expected<std::string>(task_context&, std::string_view)>;
 
-/// Where a worker may be stopped by a fault-injection hook (tests).
-enum class fault_point {
-  /// Tasks read, not yet handed to handlers.
-  before_handle,
-  /// A handler finished; its acknowledgement is sent but not confirmed.
-  after_effect,
-  /// Acknowledgement confirmed by Redis.
-  after_ack,
-};
+namespace detail {
 
+enum class fault_point;
+
+void on_fault_point(worker& w, std::function<void(fault_point)> hook);
+
+} // namespace detail
+
+/// Counters of one worker (monotonic).
 struct worker_stats {
   uint64_t succeeded = 0;
   uint64_t retried = 0;
@@ -115,8 +116,11 @@ struct worker_stats {
   bool gave_up = false;
 };
 
+/// Runs the tasks of a queue: a supervised pool of handler actors fed by one
+/// reading thread. Not copyable, not movable.
 class worker {
 public:
+  /// A worker in `rt`'s actor system; nothing runs before `start()`.
   worker(runtime::runtime& rt, queue_config cfg = {});
   ~worker();
 
@@ -127,7 +131,8 @@ public:
   void handle(std::string name, task_handler fn);
 
   /// Registers a handler taking typed arguments: a payload that does not
-  /// decode to `Ts...` goes to the dead letters ("malformed payload").
+  /// decode to `Ts...` makes the task a dead task
+  /// (`errc::malformed_payload`).
   template <class... Ts, class F>
   void handle_typed(std::string name, F fn) {
     handle(std::move(name),
@@ -135,8 +140,7 @@ public:
                -> caf::expected<std::string> {
              auto args = decode<Ts...>(payload);
              if (!args)
-               return caf::make_error(caf::sec::invalid_argument,
-                                      "malformed payload");
+               return std::move(args.error());
              return std::apply(
                  [&](auto&... xs) -> caf::expected<std::string> {
                    return fn(ctx, xs...);
@@ -145,8 +149,9 @@ public:
            });
   }
 
-  /// Connects and starts reading. Fails when Redis cannot be reached
-  /// within `io_timeout` or the runtime is shutting down.
+  /// Connects and starts reading. Fails with `caf::sec::invalid_argument`
+  /// for an invalid configuration, with `errc::unreachable` when Redis
+  /// cannot be reached within `io_timeout`.
   caf::error start();
 
   /// Graceful stop: stops reading, lets in-flight tasks finish and
@@ -157,6 +162,7 @@ public:
   /// Idempotent.
   void stop(caf::timespan deadline = std::chrono::seconds(10));
 
+  /// Current counters.
   worker_stats stats() const;
 
   /// A unique consumer name of this worker in the consumer group.
@@ -167,14 +173,11 @@ public:
   /// invalid before `start()`.
   caf::actor handler_supervisor() const;
 
-  /// Test hook called at each `fault_point`, one call at a time (from the
-  /// reading thread, or from the handler actor when it acknowledges and reads
-  /// on its own thread: one handler taking one task at a time).
-  void on_fault_point(std::function<void(fault_point)> hook);
+private:
+  friend void detail::on_fault_point(worker&,
+                                     std::function<void(detail::fault_point)>);
 
   struct impl;
-
-private:
   std::shared_ptr<impl> impl_;
 };
 
