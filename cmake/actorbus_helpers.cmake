@@ -69,12 +69,16 @@ function(actorbus_add_test name)
 endfunction()
 
 # actorbus_add_sample(<name> SOURCES ... [LIBS ...])
+# Links the samples' command-line parsing (samples/command_line) and adds
+# the test sample.<name>_help: `<name> --help` exits 0 and prints its usage.
 function(actorbus_add_sample name)
   cmake_parse_arguments(arg "" "" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${arg_SOURCES})
-  target_link_libraries(${name} PRIVATE ${arg_LIBS})
+  target_link_libraries(${name} PRIVATE ${arg_LIBS} actorbus_sample_command_line)
   actorbus_set_warnings(${name})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bin)
+  actorbus_add_sample_test(${name}_help COMMAND $<TARGET_FILE:${name}> --help
+    EXPECT "Usage: ${name} " "-h,--help +Print this help message and exit")
 endfunction()
 
 # actorbus_add_sample_test(<test-name> COMMAND <exe> args... EXPECT <regex>...)

@@ -6,13 +6,14 @@
 #include "actorbus/bus/event_bus.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "command_line.hpp"
+
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <future>
 #include <map>
 #include <mutex>
@@ -57,12 +58,16 @@ private:
 } // namespace
 
 int main(int argc, char** argv) {
-  long n = argc > 1 ? std::strtol(argv[1], nullptr, 10) : 1000;
-  if (n < 20 || n > 10'000'000) {
-    fmt::print(stderr, "usage: bus_tour [N]  (20 <= N <= 10000000)\n");
-    return 2;
-  }
+  long n = 1000;
+  CLI::App app{"A tour of the event bus: wildcards, overload policies, dead "
+               "letters, retained values, gather, statistics.",
+               "bus_tour"};
+  app.add_option("N", n, "events in the overload burst")
+      ->capture_default_str()
+      ->check(CLI::Range(20L, 10'000'000L));
   rt::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
   bus::add_bus_types(cfg);
   rt::runtime sys{std::move(cfg)};
   bus::event_bus events{sys.system()};

@@ -3,15 +3,14 @@
 //   cache [threads]
 
 #include "actorbus/actors/cache.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
+#include "command_line.hpp"
 
 #include <fmt/core.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,11 +18,19 @@
 using namespace actorbus::actors;
 
 int main(int argc, char** argv) {
-  int threads = argc > 1 ? std::atoi(argv[1]) : 100;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
+  int threads = 100;
+  CLI::App app{"A thread-safe LRU cache: many threads ask for one key at "
+               "once and it is computed once.",
+               "cache"};
+  app.add_option("threads", threads, "threads asking at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
   auto wait = caf::timespan{std::chrono::seconds(10)};
-  cache<std::string, int> store{sys, {.capacity = 4, .shards = 1}};
+  cache<std::string, int> store{rt.system(), {.capacity = 4, .shards = 1}};
   std::atomic<int> computed{0};
   std::atomic<long> total{0};
   std::vector<std::thread> ts;

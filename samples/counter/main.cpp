@@ -3,22 +3,30 @@
 //   counter [threads] [increments]
 
 #include "actorbus/actors/guarded.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
+#include "command_line.hpp"
 
 #include <fmt/core.h>
 
-#include <cstdlib>
 #include <thread>
 #include <vector>
 
 int main(int argc, char** argv) {
-  int threads = argc > 1 ? std::atoi(argv[1]) : 8;
-  int increments = argc > 2 ? std::atoi(argv[2]) : 10000;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
-  actorbus::actors::counter count{sys};
+  int threads = 8;
+  int increments = 10000;
+  CLI::App app{"Threads increment one shared counter.", "counter"};
+  app.add_option("threads", threads, "incrementing threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
+  app.add_option("increments", increments, "increments per thread")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100'000'000));
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
+  actorbus::actors::counter count{rt.system()};
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t)
     ts.emplace_back([&] {

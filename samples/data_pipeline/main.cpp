@@ -12,6 +12,7 @@
 #include "actorbus/runtime/runtime.hpp"
 
 #include "access_log.hpp"
+#include "command_line.hpp"
 #include "log_pipeline.hpp"
 
 #include <caf/expected.hpp>
@@ -71,43 +72,28 @@ std::optional<uint64_t> parse_size(std::string s) {
   }
 }
 
-std::optional<options> parse_args(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::optional<std::string> {
-      if (i + 1 >= argc)
-        return std::nullopt;
-      return std::string{argv[++i]};
-    };
-    if (a == "--no-check") {
-      o.check = false;
-      continue;
-    }
-    auto v = value();
-    if (!v)
-      return std::nullopt;
-    if (a == "--input") {
-      o.input = *v;
-    } else if (a == "--generate") {
-      auto n = parse_size(*v);
-      if (!n)
-        return std::nullopt;
-      o.generate = *n;
-    } else if (a == "--seed") {
-      auto n = parse_size(*v);
-      if (!n)
-        return std::nullopt;
-      o.seed = *n;
-    } else if (a == "--report") {
-      o.report = *v;
-    } else if (a == "--keep-log") {
-      o.keep_log = *v;
-    } else {
-      return std::nullopt;
-    }
-  }
-  return o;
+// Adds the sample's options to `app`, storing into `o`.
+void add_options(CLI::App& app, options& o) {
+  auto input = app.add_option("--input", o.input, "the access log to read")
+                   ->check(CLI::ExistingFile);
+  app.add_option_function<std::string>(
+         "--generate",
+         [&o](const std::string& s) {
+           if (auto n = parse_size(s))
+             o.generate = *n;
+           else
+             throw CLI::ValidationError("--generate",
+                                        "'" + s + "' is not a size");
+         },
+         "generate a log of SIZE bytes (K/M/G suffix; default 8M)")
+      ->type_name("SIZE")
+      ->excludes(input);
+  app.add_option("--seed", o.seed, "seed of the generated log")
+      ->capture_default_str();
+  app.add_option("--report", o.report, "write the report to FILE");
+  app.add_option("--keep-log", o.keep_log, "keep the generated log in FILE");
+  app.add_flag("!--no-check", o.check,
+               "skip the comparison with the single-threaded loop");
 }
 
 void draw_progress(uint64_t done, uint64_t total, double secs) {
@@ -123,24 +109,25 @@ void draw_progress(uint64_t done, uint64_t total, double secs) {
 } // namespace
 
 int main(int argc, char** argv) {
-  auto opts = parse_args(argc, argv);
-  if (!opts) {
-    fmt::print(stderr,
-               "usage: data_pipeline [--input FILE | --generate SIZE] "
-               "[--seed N] [--report FILE] [--keep-log FILE] [--no-check]\n");
-    return 2;
-  }
+  options o;
+  CLI::App app{"Exercise 4: an access log parsed, filtered, enriched and "
+               "aggregated by parallel pipeline stages into a report.",
+               "data_pipeline"};
+  add_options(app, o);
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
   namespace fs = std::filesystem;
-  std::string log_path = opts->input;
+  std::string log_path = o.input;
   bool remove_log = false;
   if (log_path.empty()) {
-    log_path = !opts->keep_log.empty()
-                   ? opts->keep_log
+    log_path = !o.keep_log.empty()
+                   ? o.keep_log
                    : (fs::temp_directory_path() /
                       fmt::format("data_pipeline_{}.log", ::getpid()))
                          .string();
-    remove_log = opts->keep_log.empty();
-    auto lines = access_log::generate(log_path, opts->generate, opts->seed);
+    remove_log = o.keep_log.empty();
+    auto lines = access_log::generate(log_path, o.generate, o.seed);
     fmt::print("generated {} lines ({} bytes) into {}\n", lines,
                fs::file_size(log_path), log_path);
   }
@@ -163,7 +150,7 @@ int main(int argc, char** argv) {
   const auto total_bytes = fs::file_size(log_path);
   auto bytes_read = reader.bytes_read();
 
-  actorbus::runtime::runtime rt;
+  actorbus::runtime::runtime rt{std::move(cfg)};
   auto agg = std::make_shared<access_log::aggregate>();
   auto plan = access_log::make_plan(std::move(reader), agg);
   auto t0 = std::chrono::steady_clock::now();
@@ -202,14 +189,14 @@ int main(int argc, char** argv) {
   const auto& st = report->stages;
   auto text = agg->report();
   fmt::print("{}", text);
-  if (!opts->report.empty()) {
-    std::ofstream out{opts->report, std::ios::binary};
+  if (!o.report.empty()) {
+    std::ofstream out{o.report, std::ios::binary};
     out << text;
     if (!out) {
-      fmt::print(stderr, "cannot write '{}'\n", opts->report);
+      fmt::print(stderr, "cannot write '{}'\n", o.report);
       return 1;
     }
-    fmt::print("report written to {}\n", opts->report);
+    fmt::print("report written to {}\n", o.report);
   }
   fmt::print("pipeline: {:.1f} MB in {:.3f} s, {:.1f} MB/s\n",
              double(total_bytes) / 1e6, elapsed,
@@ -220,7 +207,7 @@ int main(int argc, char** argv) {
                s.name, s.in, s.out, s.errors,
                std::chrono::duration<double, std::milli>(s.busy).count(),
                s.peak_queue_depth);
-  if (opts->check) {
+  if (o.check) {
     auto r0 = std::chrono::steady_clock::now();
     auto ref = access_log::reference_report(log_path);
     auto ref_secs =

@@ -16,10 +16,11 @@
 #include "actorbus/bus/event_bus.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "command_line.hpp"
+
 #include <fmt/core.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <future>
 #include <stdexcept>
 #include <string>
@@ -29,12 +30,16 @@ namespace rt = actorbus::runtime;
 using namespace std::chrono_literals;
 
 int main(int argc, char** argv) {
-  long n = argc > 1 ? std::strtol(argv[1], nullptr, 10) : 3;
-  if (n < 0 || n > 10'000'000) {
-    fmt::print(stderr, "usage: event_emitter [N]  (0 <= N <= 10000000)\n");
-    return 2;
-  }
-  rt::runtime sys;
+  long n = 3;
+  CLI::App app{"The EventEmitter pattern (on, off, emit) on the event bus.",
+               "event_emitter"};
+  app.add_option("N", n, "numbered events emitted after \"Hello, World!\"")
+      ->capture_default_str()
+      ->check(CLI::Range(0L, 10'000'000L));
+  rt::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  rt::runtime sys{std::move(cfg)};
   bus::event_bus emitter{sys.system()};
   auto total = n + 1; // "Hello, World!" plus N numbered events
 

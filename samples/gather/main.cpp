@@ -3,16 +3,14 @@
 //   gather [urls]
 
 #include "actorbus/runtime/call.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
+#include "command_line.hpp"
 #include "gather.hpp"
-
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
 
 #include <fmt/core.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -20,22 +18,29 @@ using actorbus::samples::gather::fetcher;
 using actorbus::samples::gather::gatherer;
 
 int main(int argc, char** argv) {
-  int n = argc > 1 ? std::atoi(argv[1]) : 5;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
+  int n = 5;
+  CLI::App app{"An actor fetches every URL at once and answers with the "
+               "results in input order.",
+               "gather"};
+  app.add_option("urls", n, "URLs to fetch")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1'000'000));
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
+  auto& sys = rt.system();
   std::vector<std::string> urls;
   for (int i = 0; i < n; ++i)
     urls.push_back("http://example.com/" + std::to_string(i));
-  auto pages = sys.spawn(fetcher, caf::timespan{std::chrono::milliseconds(50)});
-  auto g = sys.spawn(gatherer, pages);
+  auto pages = *rt.spawn(fetcher, caf::timespan{std::chrono::milliseconds(50)});
+  auto g = *rt.spawn(gatherer, pages);
   auto start = std::chrono::steady_clock::now();
   auto res = actorbus::runtime::call<std::vector<std::string>>(
       sys, g, std::chrono::seconds(10), urls);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - start)
                 .count();
-  caf::anon_send_exit(g, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(pages, caf::exit_reason::user_shutdown);
   if (!res) {
     fmt::print("gather: failed: {}\n", sys.render(res.error()));
     return 1;

@@ -4,18 +4,18 @@
 // and why a crashing image cannot take the batch down.
 //
 // Usage: image_pool [options] <files or folders>... -o <outdir>
-// Run without arguments for the options.
+// `image_pool --help` lists the options.
 
 #include "actorbus/ipc/error.hpp"
 
 #include "batch.hpp"
+#include "command_line.hpp"
 #include "image_ops.hpp"
 
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -32,37 +32,6 @@ using namespace image_pool;
 
 namespace {
 
-constexpr const char* usage =
-    R"(usage: image_pool [options] <files or folders>... -o <outdir>
-
-Decodes PNG/JPEG/BMP/GIF/TGA/PSD/PNM images, applies the operations in the
-order given, and writes the results, across worker processes.
-
-operations (in command-line order):
-  --resize WxH        scale to exactly WxH
-  --thumbnail N       shrink to fit in NxN, keeping the aspect
-  --grayscale         ITU-R 601 luma (alpha kept)
-  --blur R            Gaussian blur, sigma R pixels
-  --sharpen           3x3 sharpen (PIL's SHARPEN kernel)
-options:
-  -o, --output DIR    where results go (created if missing)
-  -j, --workers N     worker processes (default: one per core)
-  --format png|jpg    output format (default png)
-  --quality Q         JPEG quality 1-100 (default 90)
-  --max-pixels N      refuse larger images from their header (default 50000000)
-  --timeout S         an image taking longer fails (default 120)
-  --verify            re-run every file in this process and compare pixels
-                      and output bytes with the pool's
-  --max-failed N      exit 0 if at most N files failed (default 0)
-  --generate N        first write N synthetic test images (into the first
-                      folder given, or <outdir>/input); without -o only that
-  --size WxH          size of generated images (default 640x480)
-  --seed S            seed of generated images (default 1)
-  --broken K          also write K corrupt image files among them
-  --crash-on NAME     debug: the worker processing file NAME aborts
-exit status: 0 all done, 1 files failed or verify mismatch, 2 usage, 130 interrupted
-)";
-
 struct cli {
   std::vector<std::string> inputs;
   std::string output;
@@ -77,121 +46,168 @@ struct cli {
   size_t broken = 0;
 };
 
-template <class T>
-bool parse_number(std::string_view s, T& out) {
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && end == s.data() + s.size();
+// A WxH size for CLI11: checks the text, stores the pair.
+CLI::Option* add_size_option(CLI::App& app, const std::string& name,
+                             std::pair<uint32_t, uint32_t>& out,
+                             const std::string& what) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&out, name](const std::string& text) {
+            auto wh = parse_size(text);
+            if (!wh)
+              throw CLI::ValidationError(name, "needs WxH (e.g. 320x240), "
+                                               "not '" +
+                                                   text + "'");
+            out = *wh;
+          },
+          what)
+      ->type_name("WxH");
 }
 
-// Parses argv; on error prints why and returns nullopt.
-std::optional<cli> parse(int argc, char** argv) {
-  cli c;
+// Parses argv; returns the code main returns now (after --help or an
+// error, which is printed), or nothing to go on.
+std::optional<int> parse(int argc, char** argv, cli& c) {
+  CLI::App app{"Decodes PNG/JPEG/BMP/GIF/TGA/PSD/PNM images, applies the "
+               "operations in the\norder given, and writes the results, "
+               "across worker processes.",
+               "image_pool"};
+  app.footer("exit status: 0 all done, 1 files failed or verify mismatch, 2 "
+             "usage, 130 interrupted");
+  app.add_option("inputs", c.inputs, "image files or folders");
+  app.add_option("-o,--output", c.output,
+                 "where results go (created if missing)")
+      ->type_name("DIR");
+  app.add_option("-j,--workers", c.workers,
+                 "worker processes (default: one per core)")
+      ->check(CLI::Range(1, 256));
+  // The operations, applied in command-line order (read from parse_order()
+  // below); each may be given more than once.
+  const std::string ops = "operations (in command-line order)";
+  std::vector<std::string> resize;
+  std::vector<uint32_t> thumbnail;
+  std::vector<uint32_t> blur;
+  auto resize_opt = app.add_option("--resize", resize, "scale to exactly WxH")
+                        ->type_name("WxH")
+                        ->allow_extra_args(false)
+                        ->check(
+                            [](const std::string& text) {
+                              return parse_size(text) ? std::string{}
+                                                      : "needs WxH (e.g. "
+                                                        "320x240)";
+                            },
+                            "")
+                        ->group(ops);
+  auto thumbnail_opt =
+      app.add_option("--thumbnail", thumbnail,
+                     "shrink to fit in NxN, keeping the aspect")
+          ->type_name("N")
+          ->allow_extra_args(false)
+          ->check(CLI::Range(1, 65535))
+          ->group(ops);
+  auto grayscale_opt = app.add_flag("--grayscale")
+                           ->description("ITU-R 601 luma (alpha kept)")
+                           ->group(ops);
+  auto blur_opt =
+      app.add_option("--blur", blur, "Gaussian blur, sigma R pixels")
+          ->type_name("R")
+          ->allow_extra_args(false)
+          ->check(CLI::Range(1, 100))
+          ->group(ops);
+  auto sharpen_opt = app.add_flag("--sharpen")
+                         ->description("3x3 sharpen (PIL's SHARPEN kernel)")
+                         ->group(ops);
+  std::string format = "png";
+  app.add_option("--format", format, "output format")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"png", "jpg", "jpeg"}));
+  app.add_option("--quality", c.settings.encoding.jpeg_quality, "JPEG quality")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  app.add_option("--max-pixels", c.settings.max_pixels,
+                 "refuse larger images from their header")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  uint32_t timeout_s = 120;
+  app.add_option("--timeout", timeout_s, "seconds after which an image fails")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--verify", c.verify,
+               "re-run every file in this process and compare pixels and "
+               "output bytes with the pool's");
+  app.add_option("--max-failed", c.max_failed,
+                 "exit 0 if at most N files failed")
+      ->capture_default_str();
+  const std::string gen = "test images";
+  app.add_option("--generate", c.generate,
+                 "first write N synthetic test images (into the first folder "
+                 "given, or <outdir>/input); without -o only that")
+      ->check(CLI::Range(0, 100'000))
+      ->group(gen);
+  add_size_option(app, "--size", c.size,
+                  "size of generated images (default 640x480)")
+      ->group(gen);
+  app.add_option("--seed", c.seed, "seed of generated images")
+      ->capture_default_str()
+      ->group(gen);
+  app.add_option("--broken", c.broken,
+                 "also write K corrupt image files among them")
+      ->check(CLI::Range(0, 1000))
+      ->group(gen);
+  std::string crash_on;
+  app.add_option("--crash-on", crash_on,
+                 "debug: the worker processing file NAME aborts")
+      ->type_name("NAME")
+      ->check(
+          [&c](const std::string& name) {
+            return !name.empty() && name.size() < sizeof(c.settings.crash_on)
+                       ? std::string{}
+                       : "needs a file name";
+          },
+          "");
+  if (auto rc = actorbus::samples::parse_command_line(app, argc, argv))
+    return rc;
   auto fail = [](const std::string& why) {
-    fmt::print(stderr, "image_pool: {}\n\n{}", why, usage);
-    return std::nullopt;
+    fmt::print(stderr,
+               "image_pool: {}\nRun with --help for more "
+               "information.\n",
+               why);
+    return actorbus::samples::bad_usage;
   };
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    auto value = [&]() -> std::optional<std::string_view> {
-      if (i + 1 >= argc)
-        return std::nullopt;
-      return std::string_view{argv[++i]};
-    };
-    auto number = [&](auto& out) {
-      auto v = value();
-      return v && parse_number(*v, out);
-    };
-    auto add = [&](op x) { return c.settings.chain.add(x); };
-    if (arg == "-o" || arg == "--output") {
-      auto v = value();
-      if (!v)
-        return fail("-o needs a folder");
-      c.output = *v;
-    } else if (arg == "-j" || arg == "--workers") {
-      if (!number(c.workers) || c.workers == 0 || c.workers > 256)
-        return fail("--workers needs a number from 1 to 256");
-    } else if (arg == "--resize") {
-      auto v = value();
-      auto wh = v ? parse_size(*v) : std::nullopt;
-      if (!wh || !add({op_kind::resize, wh->first, wh->second}))
-        return fail("--resize needs WxH (e.g. 320x240)");
-    } else if (arg == "--thumbnail") {
-      uint32_t n = 0;
-      if (!number(n) || n == 0 || n > 65535 || !add({op_kind::thumbnail, n, 0}))
-        return fail("--thumbnail needs a size in pixels");
-    } else if (arg == "--grayscale") {
-      if (!add({op_kind::grayscale, 0, 0}))
-        return fail("too many operations");
-    } else if (arg == "--blur") {
-      uint32_t r = 0;
-      if (!number(r) || r == 0 || r > 100 || !add({op_kind::blur, r, 0}))
-        return fail("--blur needs a radius from 1 to 100");
-    } else if (arg == "--sharpen") {
-      if (!add({op_kind::sharpen, 0, 0}))
-        return fail("too many operations");
-    } else if (arg == "--format") {
-      auto v = value();
-      if (v == "png")
-        c.settings.encoding.format = file_format::png;
-      else if (v == "jpg" || v == "jpeg")
-        c.settings.encoding.format = file_format::jpeg;
-      else
-        return fail("--format is png or jpg");
-    } else if (arg == "--quality") {
-      auto& q = c.settings.encoding.jpeg_quality;
-      if (!number(q) || q < 1 || q > 100)
-        return fail("--quality needs 1 to 100");
-    } else if (arg == "--max-pixels") {
-      if (!number(c.settings.max_pixels) || c.settings.max_pixels == 0)
-        return fail("--max-pixels needs a positive number");
-    } else if (arg == "--timeout") {
-      uint32_t s = 0;
-      if (!number(s) || s == 0)
-        return fail("--timeout needs seconds");
-      c.timeout = std::chrono::seconds(s);
-    } else if (arg == "--verify") {
-      c.verify = true;
-    } else if (arg == "--max-failed") {
-      if (!number(c.max_failed))
-        return fail("--max-failed needs a number");
-    } else if (arg == "--generate") {
-      if (!number(c.generate) || c.generate > 100000)
-        return fail("--generate needs a count up to 100000");
-    } else if (arg == "--size") {
-      auto v = value();
-      auto wh = v ? parse_size(*v) : std::nullopt;
-      if (!wh)
-        return fail("--size needs WxH");
-      c.size = *wh;
-    } else if (arg == "--seed") {
-      if (!number(c.seed))
-        return fail("--seed needs a number");
-    } else if (arg == "--broken") {
-      if (!number(c.broken) || c.broken > 1000)
-        return fail("--broken needs a count up to 1000");
-    } else if (arg == "--crash-on") {
-      auto v = value();
-      auto& dst = c.settings.crash_on;
-      if (!v || v->empty() || v->size() >= sizeof(dst))
-        return fail("--crash-on needs a file name");
-      std::copy(v->begin(), v->end(), dst);
-      dst[v->size()] = '\0';
-    } else if (arg == "-h" || arg == "--help") {
-      fmt::print("{}", usage);
-      std::exit(0);
-    } else if (arg.starts_with("-")) {
-      return fail(fmt::format("unknown option {}", arg));
+  size_t next_resize = 0;
+  size_t next_thumbnail = 0;
+  size_t next_blur = 0;
+  for (auto* opt : app.parse_order()) {
+    op x{};
+    if (opt == resize_opt) {
+      auto wh = parse_size(resize[next_resize++]);
+      x = {op_kind::resize, wh->first, wh->second};
+    } else if (opt == thumbnail_opt) {
+      x = {op_kind::thumbnail, thumbnail[next_thumbnail++], 0};
+    } else if (opt == grayscale_opt) {
+      x = {op_kind::grayscale, 0, 0};
+    } else if (opt == blur_opt) {
+      x = {op_kind::blur, blur[next_blur++], 0};
+    } else if (opt == sharpen_opt) {
+      x = {op_kind::sharpen, 0, 0};
     } else {
-      c.inputs.emplace_back(arg);
+      continue;
     }
+    if (!c.settings.chain.add(x))
+      return fail("too many operations");
   }
+  c.settings.encoding.format =
+      format == "png" ? file_format::png : file_format::jpeg;
+  c.timeout = std::chrono::seconds(timeout_s);
+  std::copy(crash_on.begin(), crash_on.end(), c.settings.crash_on);
+  c.settings.crash_on[crash_on.size()] = '\0';
   if (c.output.empty() && c.generate == 0)
     return fail("-o <outdir> is missing");
   if (c.inputs.empty() && c.generate == 0)
     return fail("no input files or folders");
   if (c.inputs.empty() && c.output.empty())
     return fail("--generate without -o needs a folder to write to");
-  return c;
+  return std::nullopt;
 }
 
 // Writes the synthetic images (and the corrupt ones) into `dir`.
@@ -339,9 +355,10 @@ bool verify(const std::vector<file_job>& jobs, const batch_settings& settings,
 } // namespace
 
 int main(int argc, char** argv) {
-  auto c = parse(argc, argv);
-  if (!c)
-    return 2;
+  cli parsed;
+  if (auto rc = parse(argc, argv, parsed))
+    return *rc;
+  auto c = &parsed;
   if (c->generate > 0) {
     fs::path dir = c->inputs.empty() ? fs::path{c->output} / "input"
                                      : fs::path{c->inputs.front()};

@@ -10,11 +10,12 @@
 #include "actorbus/actors/pipeline.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "command_line.hpp"
+
 #include <fmt/core.h>
 
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -32,12 +33,17 @@ struct result {
 } // namespace
 
 int main(int argc, char** argv) {
-  int64_t n = argc > 1 ? std::atoll(argv[1]) : 20;
-  if (n < 0) {
-    fmt::print(stderr, "usage: pipeline [items]\n");
-    return 2;
-  }
-  actorbus::runtime::runtime rt;
+  int64_t n = 20;
+  CLI::App app{"A pipeline of actor stages with backpressure: parse, square "
+               "(4 workers, ordered), format.",
+               "pipeline"};
+  app.add_option("items", n, "items from the source (item 13 is malformed)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
   // The source: an async iterator in the seed, a generator here. Item 13 is
   // malformed on purpose.
   int64_t next = 0;

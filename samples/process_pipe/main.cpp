@@ -7,11 +7,11 @@
 
 #include "actorbus/ipc/channel.hpp"
 
+#include "command_line.hpp"
 #include "process_pipe.hpp"
 
 #include <fmt/core.h>
 
-#include <cstdlib>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,7 +20,15 @@ namespace ipc = actorbus::ipc;
 namespace pp = actorbus::samples::process_pipe;
 
 int main(int argc, char** argv) {
-  int items = argc > 1 ? std::atoi(argv[1]) : 10;
+  int items = 10;
+  CLI::App app{"A parent sends work items to a worker process over a "
+               "shared-memory channel and reads each result.",
+               "process_pipe"};
+  app.add_option("items", items, "work items to send")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1'000'000));
+  if (auto rc = actorbus::samples::parse_command_line(app, argc, argv))
+    return *rc;
   auto name = "actorbus-process-pipe-" + std::to_string(::getpid());
   auto parent_conn = ipc::channel::create(name);
   if (!parent_conn) {

@@ -6,10 +6,11 @@
 
 #include "actorbus/ipc/process_pool.hpp"
 
+#include "command_line.hpp"
+
 #include <fmt/core.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -35,11 +36,23 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 } // namespace
 
 int main(int argc, char** argv) {
-  size_t tasks = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 16;
-  int64_t n = argc > 2 ? std::strtoll(argv[2], nullptr, 10) : 2'000'000;
+  size_t tasks = 16;
+  int64_t n = 2'000'000;
   ipc::process_pool_options opts;
-  opts.workers = argc > 3 ? std::strtoul(argv[3], nullptr, 10)
-                          : std::thread::hardware_concurrency();
+  opts.workers = std::thread::hardware_concurrency();
+  CLI::App app{"cpu_bound_task mapped over numbers by a pool of worker "
+               "processes, compared with one process.",
+               "process_pool"};
+  app.add_option("tasks", tasks, "numbers to map")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("n", n, "the first number (the work of one task)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("workers", opts.workers, "worker processes (default: cores)")
+      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  if (auto rc = actorbus::samples::parse_command_line(app, argc, argv))
+    return *rc;
   std::vector<int64_t> numbers(tasks);
   for (size_t i = 0; i < tasks; ++i)
     numbers[i] = n + static_cast<int64_t>(i);

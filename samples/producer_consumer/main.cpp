@@ -8,6 +8,7 @@
 #include "actorbus/actors/async_queue.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "command_line.hpp"
 #include "producer_consumer.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -16,7 +17,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <future>
 #include <memory>
 #include <string>
@@ -56,15 +56,25 @@ void consume(caf::event_based_actor* self, async_queue<std::string>* queue,
 } // namespace
 
 int main(int argc, char** argv) {
-  int n = argc > 1 ? std::atoi(argv[1]) : 10;
-  int consumers = argc > 2 ? std::atoi(argv[2]) : 3;
-  int pace_ms = argc > 3 ? std::atoi(argv[3]) : 1;
-  if (n < 0 || consumers < 1 || pace_ms < 0) {
-    fmt::print(stderr,
-               "usage: producer_consumer [items] [consumers] [pace_ms]\n");
-    return 2;
-  }
-  actorbus::runtime::runtime rt;
+  int n = 10;
+  int consumers = 3;
+  int pace_ms = 1;
+  CLI::App app{"One producer and several consumer actors around a bounded "
+               "queue.",
+               "producer_consumer"};
+  app.add_option("items", n, "items to produce")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("consumers", consumers, "consumer actors")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
+  app.add_option("pace_ms", pace_ms, "milliseconds between two items")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
   async_queue<std::string> queue{4};
   tally total;
   std::promise<int> produced;

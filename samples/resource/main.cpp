@@ -2,8 +2,10 @@
 // starts and cleaned up when it ends, by RAII, also when the actor fails.
 //   resource [users]
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
+#include "actorbus/runtime/runtime.hpp"
+
+#include "command_line.hpp"
+
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
@@ -11,7 +13,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <future>
 #include <memory>
 #include <string>
@@ -55,15 +56,23 @@ caf::behavior user(caf::event_based_actor* self, std::promise<void> done) {
 }
 
 int main(int argc, char** argv) {
-  int n = argc > 1 ? std::atoi(argv[1]) : 3;
+  int n = 3;
+  CLI::App app{"Actors own a resource by RAII: it is cleaned up when they "
+               "end, also when they fail.",
+               "resource"};
+  app.add_option("users", n, "actors using a resource; the last one fails")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000));
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
   std::vector<std::future<void>> cleaned;
   {
-    caf::actor_system_config cfg;
-    caf::actor_system sys{cfg};
+    actorbus::runtime::runtime rt{std::move(cfg)};
     for (int i = 0; i < n; ++i) {
       std::promise<void> done;
       cleaned.push_back(done.get_future());
-      auto u = sys.spawn(user, std::move(done));
+      auto u = *rt.spawn(user, std::move(done));
       // The last user fails instead of finishing its work.
       caf::anon_send(u, i == n - 1 ? -1 : i);
     }

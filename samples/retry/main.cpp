@@ -3,15 +3,15 @@
 //   retry [failures]
 
 #include "actorbus/actors/retry.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
+#include "command_line.hpp"
+
 #include <caf/event_based_actor.hpp>
 
 #include <fmt/core.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -28,16 +28,26 @@ caf::behavior flaky_server(caf::event_based_actor*, int failures,
 }
 
 int main(int argc, char** argv) {
-  int failures = argc > 1 ? std::atoi(argv[1]) : 2;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
+  int failures = 2;
+  CLI::App app{"Retries a fetch that fails a few times, and one that never "
+               "succeeds.",
+               "retry"};
+  app.add_option("failures", failures,
+                 "how many requests the first server fails")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
+  auto& sys = rt.system();
   retry_policy policy; // retries=3, delay=10ms (the seed: 3 and 1 s)
   policy.attempts = 3;
   policy.first_delay = std::chrono::milliseconds(10);
   policy.multiplier = 1.0;
   auto per_try = caf::timespan{std::chrono::seconds(1)};
   auto tries = std::make_shared<int>(0);
-  auto server = sys.spawn(flaky_server, failures, tries);
+  auto server = *rt.spawn(flaky_server, failures, tries);
   auto page = retry_call<std::string>(sys, server, policy, per_try,
                                       std::string{"example.com"});
   if (page)
@@ -46,13 +56,11 @@ int main(int argc, char** argv) {
     fmt::print("retry: gave up after {} attempts: {}\n", *tries,
                sys.render(page.error()));
   auto down_tries = std::make_shared<int>(0);
-  auto down = sys.spawn(flaky_server, 1000, down_tries);
+  auto down = *rt.spawn(flaky_server, 1000, down_tries);
   auto none = retry_call<std::string>(sys, down, policy, per_try,
                                       std::string{"down.example.com"});
   if (!none)
     fmt::print("retry: gave up after {} attempts: {}\n", *down_tries,
                sys.render(none.error()));
-  caf::anon_send_exit(server, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(down, caf::exit_reason::user_shutdown);
-  return none ? 1 : 0;
+  return none ? 1 : 0; // the runtime stops both servers
 }

@@ -6,11 +6,11 @@
 
 #include "actorbus/ipc/shared_array.hpp"
 
+#include "command_line.hpp"
 #include "shared_array.hpp"
 
 #include <fmt/core.h>
 
-#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <unistd.h>
@@ -19,9 +19,23 @@ namespace ipc = actorbus::ipc;
 using actorbus::samples::shared_array::run_workers;
 
 int main(int argc, char** argv) {
-  size_t rows = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 8;
-  size_t cols = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 1000;
-  size_t workers = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 2;
+  size_t rows = 8;
+  size_t cols = 1000;
+  size_t workers = 2;
+  CLI::App app{"Worker processes fill the rows of an array in shared memory; "
+               "the parent sums them.",
+               "shared_array"};
+  app.add_option("rows", rows, "rows of the array")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
+  app.add_option("cols", cols, "columns of the array")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
+  app.add_option("workers", workers, "worker processes")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  if (auto rc = actorbus::samples::parse_command_line(app, argc, argv))
+    return *rc;
   auto name = "actorbus-shared-array-" + std::to_string(::getpid());
   // Like the seed: attach if it exists, create otherwise.
   auto array = ipc::shared_array<double>::create_or_attach(name, {rows, cols});

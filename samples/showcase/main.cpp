@@ -4,6 +4,7 @@
 #include "actorbus/runtime/log.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
+#include "command_line.hpp"
 #include "showcase.hpp"
 
 #include <fmt/core.h>
@@ -14,14 +15,11 @@
 namespace rt = actorbus::runtime;
 
 int main(int argc, char** argv) {
+  CLI::App app{"Every actorbus capability working together in one program.",
+               "showcase"};
   rt::runtime_config cfg;
-  if (auto err = cfg.load(argc, argv)) {
-    fmt::print(stderr, "showcase: bad configuration: {}\n",
-               caf::to_string(err));
-    return 2;
-  }
-  if (cfg.cli_helptext_printed)
-    return 0;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
   rt::runtime sys{std::move(cfg)};
   auto parts = showcase::parts();
   std::sort(parts.begin(), parts.end(),

@@ -13,6 +13,8 @@
 #include "actorbus/runtime/runtime.hpp"
 #include "actorbus/runtime/signals.hpp"
 
+#include "command_line.hpp"
+
 #include <fmt/core.h>
 
 #include <chrono>
@@ -35,24 +37,43 @@ struct args {
   size_t concurrency = 2;
   int tasks = 200;
   std::vector<std::string> rest;
+  runtime::runtime_config runtime_cfg;
 };
 
-args parse(int argc, char** argv) {
-  args out;
-  if (argc > 1)
-    out.command = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--url" && i + 1 < argc)
-      out.url = argv[++i];
-    else if (a == "--concurrency" && i + 1 < argc)
-      out.concurrency = std::strtoul(argv[++i], nullptr, 10);
-    else if (a == "--tasks" && i + 1 < argc)
-      out.tasks = std::atoi(argv[++i]);
-    else
-      out.rest.push_back(a);
-  }
-  return out;
+// Adds the subcommands and their options to `app`, storing into `out`.
+void add_commands(CLI::App& app, args& out) {
+  app.require_subcommand(1);
+  auto url_of = [&out](CLI::App* cmd, const char* what) {
+    return cmd->add_option("--url", out.url, what)
+        ->type_name("redis://host:port|unix:///path");
+  };
+  auto worker = app.add_subcommand("worker", "run handlers until SIGTERM");
+  url_of(worker, "the Redis to take tasks from")->required();
+  worker->add_option("--concurrency", out.concurrency, "handler actors")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1024}));
+  auto enqueue = app.add_subcommand("enqueue", "enqueue a task, print its id");
+  url_of(enqueue, "the Redis to enqueue on")->required();
+  enqueue->add_option("NAME INT", out.rest, "task name and integer argument")
+      ->required()
+      ->expected(1, 2);
+  auto status = app.add_subcommand("status", "print a task's status");
+  url_of(status, "the Redis holding the task")->required();
+  status->add_option("ID", out.rest, "the task's id")->required()->expected(1);
+  auto dead =
+      app.add_subcommand("dead-letters", "list dead letters, or requeue one");
+  url_of(dead, "the Redis holding the dead letters")->required();
+  dead->add_option("list|requeue ENTRY", out.rest,
+                   "`list` (default) or `requeue ENTRY`")
+      ->expected(0, 2);
+  auto demo =
+      app.add_subcommand("demo", "producer and 2 worker processes, end to end");
+  url_of(demo, "a Redis to use (default: a private redis-server)");
+  demo->add_option("--tasks", out.tasks, "tasks in the squares batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  for (auto* cmd : app.get_subcommands([](CLI::App*) { return true; }))
+    cmd->callback([&out, cmd] { out.command = cmd->get_name(); });
 }
 
 queue::queue_config config_of(const args& a) {
@@ -62,13 +83,6 @@ queue::queue_config config_of(const args& a) {
   cfg.visibility_timeout = 5s;
   cfg.sweep_interval = 200ms;
   return cfg;
-}
-
-int usage() {
-  fmt::print(stderr,
-             "usage: task_queue worker|enqueue|status|dead-letters|demo "
-             "[--url redis://host:port | unix:///path] ...\n");
-  return 2;
 }
 
 // -- worker -------------------------------------------------------------------
@@ -98,13 +112,13 @@ void register_handlers(queue::worker& w) {
            });
 }
 
-int run_worker(const args& a) {
+int run_worker(args& a) {
   if (a.url.empty()) {
     fmt::print(stderr, "worker: --url is required\n");
     return 2;
   }
   runtime::signal_waiter signals;
-  runtime::runtime rt;
+  runtime::runtime rt{std::move(a.runtime_cfg)};
   queue::worker w{rt, config_of(a)};
   register_handlers(w);
   if (auto err = w.start()) {
@@ -325,7 +339,14 @@ int run_demo(const args& a) {
 } // namespace
 
 int main(int argc, char** argv) {
-  auto a = parse(argc, argv);
+  args a;
+  CLI::App app{"A distributed task queue on Redis: workers, producers, "
+               "dead letters.",
+               "task_queue"};
+  add_commands(app, a);
+  if (auto rc =
+          actorbus::samples::parse_command_line(app, a.runtime_cfg, argc, argv))
+    return *rc;
   if (a.command == "worker")
     return run_worker(a);
   if (a.command == "enqueue")
@@ -336,5 +357,5 @@ int main(int argc, char** argv) {
     return run_dead_letters(a);
   if (a.command == "demo")
     return run_demo(a);
-  return usage();
+  return actorbus::samples::bad_usage; // CLI11 requires one subcommand
 }

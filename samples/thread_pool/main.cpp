@@ -3,14 +3,13 @@
 //   thread_pool [urls]
 
 #include "actorbus/actors/worker_pool.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
+#include "command_line.hpp"
 
 #include <fmt/core.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -26,9 +25,18 @@ std::string process_url(const std::string& url) {
 }
 
 int main(int argc, char** argv) {
-  int n = argc > 1 ? std::atoi(argv[1]) : 10;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
+  int n = 10;
+  CLI::App app{"A pool maps a function over URLs in input order, then "
+               "reports them as they complete.",
+               "thread_pool"};
+  app.add_option("urls", n, "URLs to process (the one ending in /7 fails)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1'000'000));
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
+  auto& sys = rt.system();
   std::vector<std::string> urls;
   for (int i = 0; i < n; ++i)
     urls.push_back("http://example.com/" + std::to_string(i));

@@ -2,9 +2,9 @@
 
 // The crawler's actors. Data flow for one page:
 //
-//   frontier --retry_request(fetch)--> fetcher --submit--> transport (curl
-//   multi,
-//      ^                                  ^                 one I/O thread)
+//   frontier --retry_request(fetch)--> fetcher --submit--> transport
+//      ^                                  ^                (curl multi,
+//      |                                  |                 one I/O thread)
 //      |                                  +------ fetched -------+
 //      +--(links)-- parser <--(parse, body)-- frontier
 //      +--(record)--> reporter (streams lines, progress, final report)
@@ -17,10 +17,11 @@
 // - fetchers: actors that turn a fetch request into a transfer on the
 //   transport and answer when it completes (a retryable failure is an error
 //   reply, so the retry policy sees it).
-// - transport: libcurl's multi interface on one I/O thread. Many concurrent
-//   transfers then cost one thread and one shared connection cache, not a
-//   blocked thread per transfer, and the scheduler's threads stay free for
-//   parsing. Every transfer has a timeout, a redirect limit and a body cap.
+// - transport (transport.hpp): libcurl's multi interface on one I/O thread.
+//   Many concurrent transfers then cost one thread and one shared
+//   connection cache, not a blocked thread per transfer, and the scheduler's
+//   threads stay free for parsing. Every transfer has a timeout, a redirect
+//   limit and a body cap.
 // - parsers: stateless actors extracting links with gumbo.
 // - reporter: prints each result as it comes and a progress line on a
 //   terminal, and builds the final report.

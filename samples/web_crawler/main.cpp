@@ -15,12 +15,14 @@
 // crawl options: --max-pages N (0 = no limit) --max-depth D --concurrency C
 //   --per-host H --timeout MS --retries R --retry-delay MS --max-redirects N
 //   --max-body BYTES --same-host --quiet
-// With no argument: `demo`.
+// With no argument: `demo`. `web_crawler --help` (and `demo --help`, ...)
+// lists every option.
 
 #include "actorbus/runtime/config.hpp"
 #include "actorbus/runtime/runtime.hpp"
 #include "actorbus/runtime/signals.hpp"
 
+#include "command_line.hpp"
 #include "crawler.hpp"
 #include "links.hpp"
 #include "site.hpp"
@@ -32,32 +34,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <curl/curl.h>
-#include <functional>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 using namespace web_crawler;
 using namespace std::chrono_literals;
 
 namespace {
-
-constexpr const char* usage =
-    "usage: web_crawler <start-url> [--max-pages N] [--max-depth D] "
-    "[--concurrency C]\n"
-    "                   [--per-host H] [--timeout MS] [--retries R] "
-    "[--retry-delay MS]\n"
-    "                   [--max-redirects N] [--max-body BYTES] [--same-host] "
-    "[--quiet]\n"
-    "       web_crawler demo [--pages N] [--seed S] [--verify] [crawl "
-    "options]\n"
-    "       web_crawler serve [--pages N] [--seed S] [--port P] [--threads T] "
-    "[--slow-ms MS] [--hang-ms MS]\n"
-    "       web_crawler load <url> [--requests N] [--concurrency C]\n";
 
 enum class mode { crawl, demo, serve, load };
 
@@ -83,109 +69,147 @@ std::optional<long long> parse_int(const std::string& s, long long lo,
   }
 }
 
-// Parses argv; prints what is wrong and returns nothing on bad input.
-std::optional<options> parse_args(int argc, char** argv) {
-  options o;
-  int i = 1;
-  if (argc > 1) {
-    std::string first = argv[1];
-    if (first == "demo") {
-      i = 2;
-    } else if (first == "load" && argc > 2) {
-      o.what = mode::load;
-      o.crawl.start_url = argv[2];
-      i = 3;
-    } else if (first == "serve") {
-      o.what = mode::serve;
-      i = 2;
-    } else if (first.rfind("--", 0) != 0) {
-      o.what = mode::crawl;
-      o.crawl.start_url = first;
-      i = 2;
-    }
-  }
-  if (o.what == mode::demo) {
-    o.crawl.same_host = true;
-    o.crawl.max_pages = 0;
-    o.crawl.timeout_ms = 1000;
-  }
-  for (; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--same-host") {
-      o.crawl.same_host = true;
-      continue;
-    }
-    if (a == "--quiet") {
-      o.crawl.quiet = true;
-      continue;
-    }
-    if (a == "--verify") {
-      o.verify = true;
-      continue;
-    }
-    // Options with an integer value: name, range, where it goes.
-    using setter = std::function<void(long long)>;
-    struct numeric {
-      std::string_view name;
-      long long lo;
-      long long hi;
-      setter set;
-    };
-    auto to = [](auto& field) -> setter {
-      return [&field](long long n) {
-        field = static_cast<std::remove_reference_t<decltype(field)>>(n);
-      };
-    };
-    const numeric table[] = {
-        {"--max-pages", 0, 100'000'000, to(o.crawl.max_pages)},
-        {"--max-depth", -1, 1'000'000, to(o.crawl.max_depth)},
-        {"--concurrency", 1, 10'000, to(o.crawl.concurrency)},
-        {"--per-host", 1, 10'000, to(o.crawl.per_host)},
-        {"--timeout", 1, 3'600'000, to(o.crawl.timeout_ms)},
-        {"--retries", 0, 100, to(o.crawl.retries)},
-        {"--retry-delay", 0, 600'000, to(o.crawl.retry_delay_ms)},
-        {"--max-redirects", 0, 1000, to(o.crawl.max_redirects)},
-        {"--max-body", 1, 1ll << 40, to(o.crawl.max_body)},
-        {"--parsers", 0, 1024, to(o.crawl.parsers)},
-        {"--pages", 8, 10'000'000, to(o.site.pages)},
-        {"--seed", 0, 1ll << 62, to(o.site.seed)},
-        {"--port", 0, 65535, to(o.port)},
-        {"--threads", 1, 4096, to(o.site.threads)},
-        {"--slow-ms", 0, 600'000, to(o.site.slow_ms)},
-        {"--hang-ms", 0, 600'000, to(o.site.hang_ms)},
-        {"--requests", 1, 100'000'000, to(o.requests)},
-    };
-    auto opt = std::find_if(std::begin(table), std::end(table),
-                            [&](const numeric& x) { return x.name == a; });
-    if (opt == std::end(table)) {
-      fmt::print(stderr, "web_crawler: unknown option {}\n", a);
-      return std::nullopt;
-    }
-    if (i + 1 >= argc) {
-      fmt::print(stderr, "web_crawler: {} needs a value\n", a);
-      return std::nullopt;
-    }
-    auto n = parse_int(argv[++i], opt->lo, opt->hi);
-    if (!n) {
-      fmt::print(stderr, "web_crawler: {} must be an integer in [{}, {}]\n", a,
-                 opt->lo, opt->hi);
-      return std::nullopt;
-    }
-    opt->set(*n);
-  }
-  if (o.crawl.per_host > o.crawl.concurrency)
-    o.crawl.per_host = o.crawl.concurrency;
-  if (o.verify && o.what != mode::demo) {
-    fmt::print(stderr, "web_crawler: --verify works in demo mode only\n");
-    return std::nullopt;
-  }
-  if (o.verify && (o.crawl.max_pages != 0 || o.crawl.max_depth >= 0)) {
-    fmt::print(stderr, "web_crawler: --verify needs a full crawl (no "
-                       "--max-pages or --max-depth)\n");
-    return std::nullopt;
-  }
-  return o;
+// CLI11 check: an integer in [lo, hi].
+CLI::Validator integer_in(long long lo, long long hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) {
+        return parse_int(text, lo, hi)
+                   ? std::string{}
+                   : fmt::format("must be an integer in [{}, {}]", lo, hi);
+      },
+      fmt::format("INT in [{}, {}]", lo, hi));
 }
+
+template <class T>
+CLI::Option* add_integer(CLI::App& app, const std::string& name, T& field,
+                         long long lo, long long hi, const std::string& what) {
+  return app.add_option(name, field, what)
+      ->capture_default_str()
+      ->check(integer_in(lo, hi));
+}
+
+// Adds the modes (the crawl itself and the subcommands demo, serve, load) and
+// their options to `app`; after parsing, `finish` turns them into options.
+struct command_line {
+  options& o;
+  CLI::App* demo = nullptr;
+  CLI::App* serve = nullptr;
+  CLI::App* load = nullptr;
+  CLI::Option* max_pages = nullptr;
+  CLI::Option* timeout = nullptr;
+
+  command_line(CLI::App& app, options& out)
+      : o(out) {
+    app.add_option("start-url", o.crawl.start_url,
+                   "crawl the site from this http(s) URL (without it and "
+                   "without a subcommand: demo)");
+    auto& c = o.crawl;
+    const std::string crawl = "crawl options (also after demo and load)";
+    max_pages = add_integer(app, "--max-pages", c.max_pages, 0, 100'000'000,
+                            "stop after N fetches, 0 = no limit (demo: 0)")
+                    ->group(crawl);
+    add_integer(app, "--max-depth", c.max_depth, -1, 1'000'000,
+                "follow links at most D deep, -1 = no limit")
+        ->group(crawl);
+    add_integer(app, "--concurrency", c.concurrency, 1, 10'000,
+                "fetches at once")
+        ->group(crawl);
+    add_integer(app, "--per-host", c.per_host, 1, 10'000,
+                "fetches at once per host (at most --concurrency)")
+        ->group(crawl);
+    timeout = add_integer(app, "--timeout", c.timeout_ms, 1, 3'600'000,
+                          "milliseconds per fetch (demo: 1000)")
+                  ->group(crawl);
+    add_integer(app, "--retries", c.retries, 0, 100,
+                "retries of a failed fetch")
+        ->group(crawl);
+    add_integer(app, "--retry-delay", c.retry_delay_ms, 0, 600'000,
+                "milliseconds before the first retry")
+        ->group(crawl);
+    add_integer(app, "--max-redirects", c.max_redirects, 0, 1000,
+                "redirects followed per fetch")
+        ->group(crawl);
+    add_integer(app, "--max-body", c.max_body, 1, 1LL << 40,
+                "bytes of a page read at most")
+        ->group(crawl);
+    add_integer(app, "--parsers", c.parsers, 0, 1024,
+                "parser actors, 0 = one per core")
+        ->group(crawl);
+    app.add_flag("--same-host", c.same_host,
+                 "follow links on the start host only")
+        ->group(crawl);
+    app.add_flag("--quiet", c.quiet, "print the report only, not every page")
+        ->group(crawl);
+
+    demo = app.add_subcommand(
+        "demo", "serve the demo site in-process on a free port and crawl it");
+    demo->fallthrough();
+    add_site_options(*demo);
+    demo->add_flag("--verify", o.verify,
+                   "check the crawl against what the generator says is "
+                   "reachable (needs a full crawl)");
+
+    serve = app.add_subcommand("serve", "serve the demo site until Ctrl-C");
+    add_site_options(*serve);
+    add_integer(*serve, "--port", o.port, 0, 65535, "port, 0 = a free one");
+    add_integer(*serve, "--threads", o.site.threads, 1, 4096, "server threads");
+    add_integer(*serve, "--slow-ms", o.site.slow_ms, 0, 600'000,
+                "delay of the slow pages");
+    add_integer(*serve, "--hang-ms", o.site.hang_ms, 0, 600'000,
+                "delay of the hanging page");
+
+    load = app.add_subcommand(
+        "load", "a load test: request one URL many times (with --concurrency "
+                "and --timeout)");
+    load->fallthrough();
+    load->add_option("url", o.crawl.start_url, "the URL to request")
+        ->required();
+    add_integer(*load, "--requests", o.requests, 1, 100'000'000,
+                "requests in all");
+  }
+
+  void add_site_options(CLI::App& cmd) {
+    add_integer(cmd, "--pages", o.site.pages, 8, 10'000'000,
+                "pages of the demo site");
+    add_integer(cmd, "--seed", o.site.seed, 0, 1LL << 62,
+                "seed of the demo site");
+  }
+
+  // Sets the mode and the demo's defaults, checks what spans options.
+  // Prints what is wrong and returns false on bad input.
+  bool finish() {
+    if (*serve)
+      o.what = mode::serve;
+    else if (*load)
+      o.what = mode::load;
+    else if (*demo || o.crawl.start_url.empty())
+      o.what = mode::demo;
+    else
+      o.what = mode::crawl;
+    if (o.what == mode::demo) {
+      if (!o.crawl.start_url.empty()) {
+        fmt::print(stderr,
+                   "web_crawler: demo crawls its own site, not "
+                   "'{}'\n",
+                   o.crawl.start_url);
+        return false;
+      }
+      o.crawl.same_host = true;
+      if (max_pages->count() == 0)
+        o.crawl.max_pages = 0;
+      if (timeout->count() == 0)
+        o.crawl.timeout_ms = 1000;
+    }
+    if (o.crawl.per_host > o.crawl.concurrency)
+      o.crawl.per_host = o.crawl.concurrency;
+    if (o.verify && (o.crawl.max_pages != 0 || o.crawl.max_depth >= 0)) {
+      fmt::print(stderr, "web_crawler: --verify needs a full crawl (no "
+                         "--max-pages or --max-depth)\n");
+      return false;
+    }
+    return true;
+  }
+};
 
 int serve(const options& o) {
   demo_site site{o.site};
@@ -335,11 +359,19 @@ bool verify(const crawl_report& r, const std::string& origin,
 } // namespace
 
 int main(int argc, char** argv) {
-  auto opts = parse_args(argc, argv);
-  if (!opts) {
-    fmt::print(stderr, "{}", usage);
-    return 2;
-  }
+  options parsed;
+  CLI::App app{"Exercise 3, an async web crawler on actors: fetchers over "
+               "libcurl's multi interface,\nparsers (gumbo), a frontier and "
+               "a reporter. The demo site lets it run with no network.",
+               "web_crawler"};
+  command_line cli{app, parsed};
+  actorbus::runtime::runtime_config cfg;
+  add_crawl_error_category(cfg);
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  if (!cli.finish())
+    return actorbus::samples::bad_usage;
+  auto opts = &parsed;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   if (opts->what == mode::serve)
     return serve(*opts);
@@ -374,8 +406,6 @@ int main(int argc, char** argv) {
   }
   opts->crawl.start_url = *start;
   std::fflush(stdout);
-  actorbus::runtime::runtime_config cfg;
-  add_crawl_error_category(cfg);
   actorbus::runtime::runtime rt{std::move(cfg)};
   actorbus::runtime::signal_waiter waiter;
   crawler job{rt, opts->crawl, [&waiter] { waiter.cancel(); }};

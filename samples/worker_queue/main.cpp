@@ -5,21 +5,28 @@
 
 #include "actorbus/actors/guarded.hpp"
 #include "actorbus/actors/worker_pool.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
+#include "command_line.hpp"
 
 #include <fmt/core.h>
 
 #include <chrono>
-#include <cstdlib>
 
 using namespace actorbus::actors;
 
 int main(int argc, char** argv) {
-  int n = argc > 1 ? std::atoi(argv[1]) : 100;
-  caf::actor_system_config cfg;
-  caf::actor_system sys{cfg};
+  int n = 100;
+  CLI::App app{"Three workers take items from one queue until it is empty.",
+               "worker_queue"};
+  app.add_option("items", n, "items to process")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100'000'000));
+  actorbus::runtime::runtime_config cfg;
+  if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
+    return *rc;
+  actorbus::runtime::runtime rt{std::move(cfg)};
+  auto& sys = rt.system();
   counter total{sys};
   auto wait = caf::timespan{std::chrono::seconds(10)};
   {
