@@ -426,6 +426,10 @@ TEST_F(supervisor_test, no_child_outlives_a_killed_supervisor) {
   supervisor_config cfg;
   cfg.children = {spec("a"), spec("b", restart_type::permanent, true)};
   start(std::move(cfg));
+  // Handles held elsewhere keep the children from dying as unreachable.
+  auto a = child("a");
+  auto b = child("b");
+  ASSERT_TRUE(a && b);
   caf::anon_send_exit(sut, caf::exit_reason::kill);
   run();
   ASSERT_TRUE(*stopped);
