@@ -238,9 +238,10 @@ private:
       restarts_.pop_front();
     if (restarts_.size() > cfg_.max_restarts) {
       auto me = shared_from_this();
-      auto err = make_error(errc::intensity_exceeded,
-                            "child \"" + children_[i].spec.id +
-                                "\": " + runtime::describe(why));
+      auto err = make_error(
+          errc::intensity_exceeded,
+          "child \"" + children_[i].spec.id + "\": " +
+              (why ? runtime::describe(why) : std::string{"exited normally"}));
       shutdown([me, err] { me->self_->quit(err); });
       return false;
     }

@@ -4,6 +4,7 @@
 
 #include "deterministic_fixture.hpp"
 
+#include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
@@ -363,6 +364,18 @@ TEST_F(supervisor_test,
             "full");
 }
 
+TEST_F(supervisor_test, an_escalation_says_when_a_permanent_child_just_ended) {
+  supervisor_config cfg;
+  cfg.max_restarts = 0;
+  cfg.children = {spec("a")};
+  start(std::move(cfg));
+  caf::anon_send(child("a"), 0); // a normal exit, restarted all the same
+  run();
+  ASSERT_TRUE(*stopped);
+  EXPECT_EQ(actorbus::runtime::describe(*down_reason),
+            "actors.intensity_exceeded: child \"a\": exited normally");
+}
+
 TEST_F(supervisor_test, a_throwing_start_counts_as_a_failed_start) {
   supervisor_config cfg;
   cfg.max_restarts = 0;
@@ -498,6 +511,16 @@ TEST(supervisor_runtime_test,
   EXPECT_EQ(gone->load(), 2);
   EXPECT_FALSE(spawn_supervisor(rt, supervisor_config{}))
       << "no new supervisor once the runtime shuts down";
+}
+
+TEST(supervisor_types_test, child_counts_can_be_registered_to_travel) {
+  caf::actor_system_config cfg;
+  add_supervisor_types(cfg);
+  caf::actor_system sys{cfg};
+  auto value = sys.types().make_value("actorbus::actors::child_counts");
+  ASSERT_NE(value, nullptr);
+  EXPECT_TRUE(value->matches(0, &typeid(child_counts)));
+  EXPECT_EQ(value->stringify(), "child_counts(0, 0, 0, 0)");
 }
 
 } // namespace
