@@ -19,11 +19,13 @@ namespace actorbus::actors {
 namespace {
 
 using wait_atom = caf::atom_constant<caf::atom("aq_wait")>;
+inline constexpr wait_atom wait_v{};
 using ready_atom = caf::atom_constant<caf::atom("aq_ready")>;
+inline constexpr ready_atom ready_v{};
 using expire_atom = caf::atom_constant<caf::atom("aq_expire")>;
+inline constexpr expire_atom expire_v{};
 using echo_atom = caf::atom_constant<caf::atom("aq_echo")>;
-
-constexpr auto category = caf::atom("asyncq");
+inline constexpr echo_atom echo_v{};
 
 class relay_actor : public caf::event_based_actor {
 public:
@@ -39,14 +41,14 @@ public:
           auto rp = make_response_promise();
           // The result may have come before the wait reached us.
           if (ready_.erase(id) > 0) {
-            rp.deliver(ready_atom::value);
+            rp.deliver(ready_v);
             return;
           }
           waiting_.emplace(id, std::move(rp));
           // Longer than a year means "no timeout" (and must not overflow the
           // clock).
           if (timeout < std::chrono::hours{24 * 366})
-            delayed_send(this, timeout, expire_atom::value, id);
+            delayed_send(this, timeout, expire_v, id);
         },
         [this](ready_atom, uint64_t id) {
           auto i = waiting_.find(id);
@@ -54,15 +56,15 @@ public:
             ready_.insert(id);
             return;
           }
-          i->second.deliver(ready_atom::value);
+          i->second.deliver(ready_v);
           waiting_.erase(i);
         },
-        [](echo_atom) { return ready_atom::value; },
+        [](echo_atom) { return ready_v; },
         [this](expire_atom, uint64_t id) {
           auto i = waiting_.find(id);
           if (i == waiting_.end() || !expire_(id))
             return; // already served; its ready message is on its way
-          i->second.deliver(ready_atom::value);
+          i->second.deliver(ready_v);
           waiting_.erase(i);
         },
     };
@@ -71,7 +73,8 @@ public:
   void on_exit() override {
     // Waits still pending when the queue goes away fail instead of hanging.
     for (auto& kvp : waiting_)
-      kvp.second.deliver(make_error(async_queue_errc::closed));
+      kvp.second.deliver(
+          make_error(errc::closed, "async_queue: the queue was destroyed"));
     waiting_.clear();
   }
 
@@ -83,18 +86,6 @@ private:
 
 } // namespace
 
-caf::error make_error(async_queue_errc code) {
-  static constexpr const char* what[] = {"", "queue closed", "wait timed out",
-                                         "task_done without unfinished task"};
-  auto i = static_cast<uint8_t>(code);
-  return caf::error{i, category,
-                    caf::make_message(std::string{i < 4 ? what[i] : "?"})};
-}
-
-bool is(const caf::error& err, async_queue_errc code) {
-  return err.category() == category && err.code() == static_cast<uint8_t>(code);
-}
-
 namespace detail {
 
 caf::actor spawn_async_queue_relay(caf::actor_system& sys,
@@ -104,14 +95,14 @@ caf::actor spawn_async_queue_relay(caf::actor_system& sys,
 
 void notify_async_queue_relay(const caf::actor& relay, uint64_t id) {
   if (relay)
-    caf::anon_send(relay, ready_atom::value, id);
+    caf::anon_send(relay, ready_v, id);
 }
 
 void await_async_queue_relay(caf::event_based_actor* self,
                              const caf::actor& relay, uint64_t id,
                              caf::timespan timeout, std::function<void()> done,
                              std::function<void(caf::error)> failed) {
-  self->request(relay, caf::infinite, wait_atom::value, id, timeout)
+  self->request(relay, caf::infinite, wait_v, id, timeout)
       .then([done = std::move(done)](ready_atom) { done(); },
             [failed = std::move(failed)](caf::error& err) {
               failed(std::move(err));
@@ -122,7 +113,7 @@ void defer_on_async_queue_relay(caf::event_based_actor* self,
                                 const caf::actor& relay,
                                 std::function<void()> fn,
                                 std::function<void(caf::error)> failed) {
-  self->request(relay, caf::infinite, echo_atom::value)
+  self->request(relay, caf::infinite, echo_v)
       .then([fn = std::move(fn)](ready_atom) { fn(); },
             [failed = std::move(failed)](caf::error& err) {
               failed(std::move(err));

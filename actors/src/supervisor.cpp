@@ -1,57 +1,33 @@
 #include "actorbus/actors/supervisor.hpp"
 
+#include "actorbus/runtime/error.hpp"
+#include "actorbus/runtime/log.hpp"
+#include "actorbus/runtime/runtime.hpp"
+
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/sec.hpp>
 #include <caf/send.hpp>
 
 #include <algorithm>
-#include <cmath>
 #include <deque>
 #include <map>
 #include <memory>
-#include <random>
 #include <set>
 #include <utility>
 
 namespace actorbus::actors {
 
-std::string to_string(supervisor_errc x) {
-  switch (x) {
-  case supervisor_errc::none:
-    return "none";
-  case supervisor_errc::intensity_exceeded:
-    return "intensity_exceeded";
-  case supervisor_errc::not_dynamic:
-    return "not_dynamic";
-  case supervisor_errc::invalid_config:
-    return "invalid_config";
-  }
-  return "unknown";
-}
-
-caf::error make_error(supervisor_errc x, std::string what) {
-  return caf::error{static_cast<uint8_t>(x), caf::atom("supervisor"),
-                    caf::make_message(std::move(what))};
-}
-
-caf::timespan restart_backoff::delay(std::size_t n, double u) const {
-  auto cap = static_cast<double>(std::max(max, min).count());
-  auto d = static_cast<double>(min.count());
-  for (std::size_t i = 0; i < n && d < cap; ++i)
-    d *= multiplier;
-  d = std::min(d, cap);
-  u = std::clamp(u, 0.0, 1.0);
-  auto lo = d * (1.0 - jitter);
-  auto hi = d * (1.0 + jitter);
-  return caf::timespan{
-      static_cast<caf::timespan::rep>(std::min(lo + (hi - lo) * u, cap))};
+void add_supervisor_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<child_counts>("actorbus::actors::child_counts");
 }
 
 namespace {
 
 using restart_atom = caf::atom_constant<caf::atom("abRestart")>;
+inline constexpr restart_atom restart_v{};
 using kill_late_atom = caf::atom_constant<caf::atom("abKillLat")>;
+inline constexpr kill_late_atom kill_late_v{};
 
 enum class child_status { stopped, running, restarting, stopping };
 
@@ -82,8 +58,7 @@ class supervisor_impl : public std::enable_shared_from_this<supervisor_impl> {
 public:
   supervisor_impl(caf::event_based_actor* self, supervisor_config cfg)
       : self_(self)
-      , cfg_(std::move(cfg))
-      , rng_(std::random_device{}()) {
+      , cfg_(std::move(cfg)) {
     if (cfg_.strategy == restart_strategy::simple_one_for_one) {
       template_ = cfg_.children.front();
     } else {
@@ -105,20 +80,28 @@ public:
       }
       me->shutdown([me, reason = em.reason] { me->self_->quit(reason); });
     });
+    // However the supervisor ends (killed included), no child outlives it.
+    // Runs in the supervisor's own cleanup, after its last handler.
+    self_->attach_functor([me] {
+      for (auto& c : me->children_)
+        if (c.handle)
+          caf::anon_send_exit(c.handle, caf::exit_reason::kill);
+    });
     for (std::size_t i = 0; i < children_.size(); ++i)
       if (!start(i))
         break;
     return {
         [me](count_children_atom) {
-          std::vector<uint64_t> out{0, 0, 0, me->total_restarts_};
+          child_counts out;
+          out.total_restarts = me->total_restarts_;
           for (auto& c : me->children_) {
             if (c.removed)
               continue;
-            ++out[0];
+            ++out.specs;
             if (c.status == child_status::running)
-              ++out[1];
+              ++out.active;
             else if (c.status != child_status::stopped)
-              ++out[2];
+              ++out.restarting;
           }
           return out;
         },
@@ -166,11 +149,11 @@ private:
   bool start(std::size_t i) {
     auto& c = children_[i];
     ++c.gen;
-    auto res = c.spec.start(self_->system());
-    if (!res || !*res) {
+    auto res = run_start(c.spec);
+    if (!res) {
       c.status = child_status::stopped;
       c.started = time_point{}; // a failed start is never stable
-      return on_failure(i);
+      return on_failure(i, res.error());
     }
     c.handle = std::move(*res);
     c.status = child_status::running;
@@ -181,20 +164,17 @@ private:
 
   caf::result<caf::actor> start_dynamic() {
     if (cfg_.strategy != restart_strategy::simple_one_for_one)
-      return make_error(supervisor_errc::not_dynamic,
-                        "start_child: supervisor has static children");
+      return make_error(errc::not_dynamic,
+                        "start_child: the supervisor has static children");
     child c;
     c.spec = template_;
     c.spec.id = template_.id + "-" + std::to_string(++dynamic_count_);
     children_.push_back(std::move(c));
     auto i = children_.size() - 1;
-    auto res = children_[i].spec.start(self_->system());
-    if (!res || !*res) {
+    auto res = run_start(children_[i].spec);
+    if (!res) {
       children_[i].removed = true;
-      if (!res)
-        return std::move(res.error());
-      return caf::make_error(caf::sec::invalid_argument,
-                             "start_child: start returned no actor");
+      return std::move(res.error());
     }
     auto& ch = children_[i];
     ch.handle = *res;
@@ -203,6 +183,24 @@ private:
     ++ch.gen;
     self_->monitor(ch.handle);
     return ch.handle;
+  }
+
+  /// Runs the start function of `spec`: its actor, its error, or the error
+  /// for an exception it threw or an invalid handle it returned.
+  caf::expected<caf::actor> run_start(const child_spec& spec) {
+    auto prefix = "start of child \"" + spec.id + "\"";
+    try {
+      auto res = spec.start(self_->system());
+      if (res && !*res)
+        return caf::make_error(caf::sec::invalid_argument,
+                               prefix + ": returned an invalid actor");
+      return res;
+    } catch (...) {
+      auto err = error_from_exception(std::current_exception(), prefix);
+      runtime::log(self_, runtime::log_level::error, "{}",
+                   runtime::describe(err));
+      return err;
+    }
   }
 
   // -- failures --------------------------------------------------------------
@@ -228,32 +226,31 @@ private:
       c.removed = true;
       return;
     }
-    on_failure(i);
+    on_failure(i, dm.reason);
   }
 
-  /// Child `i` died or failed to start: restart it (and its group) after a
-  /// backoff, or escalate. Returns false when escalating.
-  bool on_failure(std::size_t i) {
+  /// Child `i` died or failed to start (`why`): restart it (and its group)
+  /// after a backoff, or escalate. Returns false when escalating.
+  bool on_failure(std::size_t i, const caf::error& why) {
     auto now = self_->clock().now();
     restarts_.push_back(now);
     while (!restarts_.empty() && now - restarts_.front() > cfg_.period)
       restarts_.pop_front();
     if (restarts_.size() > cfg_.max_restarts) {
       auto me = shared_from_this();
-      shutdown([me] {
-        me->self_->quit(make_error(supervisor_errc::intensity_exceeded,
-                                   "too many restarts within the period"));
-      });
+      auto err = make_error(
+          errc::intensity_exceeded,
+          "child \"" + children_[i].spec.id + "\": " +
+              (why ? runtime::describe(why) : std::string{"exited normally"}));
+      shutdown([me, err] { me->self_->quit(err); });
       return false;
     }
     ++total_restarts_;
     auto& c = children_[i];
-    if (cfg_.backoff.reset_after.count() > 0 &&
-        c.status != child_status::restarting && c.started != time_point{} &&
-        now - c.started >= cfg_.backoff.reset_after)
+    if (c.status != child_status::restarting && c.started != time_point{} &&
+        cfg_.backoff.resets_after(now - c.started))
       c.consecutive = 0;
-    std::uniform_real_distribution<double> dist{0.0, 1.0};
-    auto pause = cfg_.backoff.delay(c.consecutive++, dist(rng_));
+    auto pause = cfg_.backoff.random_delay(c.consecutive++);
     c.status = child_status::restarting;
     // The group that restarts with `i`, in start order.
     std::vector<std::size_t> group;
@@ -277,10 +274,9 @@ private:
     auto me = shared_from_this();
     stop_in_order(running, [me, i, gen, pause] {
       if (pause.count() == 0)
-        me->self_->send(me->self_, restart_atom::value, uint64_t{i}, gen);
+        me->self_->send(me->self_, restart_v, uint64_t{i}, gen);
       else
-        me->self_->delayed_send(me->self_, pause, restart_atom::value,
-                                uint64_t{i}, gen);
+        me->self_->delayed_send(me->self_, pause, restart_v, uint64_t{i}, gen);
     });
     return true;
   }
@@ -325,8 +321,8 @@ private:
           c.status = child_status::stopping;
           ++c.gen;
           self_->send_exit(c.handle, caf::exit_reason::user_shutdown);
-          self_->delayed_send(self_, c.spec.shutdown_timeout,
-                              kill_late_atom::value, uint64_t{k}, c.gen);
+          self_->delayed_send(self_, c.spec.shutdown_timeout, kill_late_v,
+                              uint64_t{k}, c.gen);
           return;
         }
         ++job.pos;
@@ -376,29 +372,36 @@ private:
   uint64_t total_restarts_ = 0;
   std::size_t dynamic_count_ = 0;
   bool shutting_down_ = false;
-  std::mt19937_64 rng_;
 };
 
 caf::error validate(const supervisor_config& cfg) {
-  auto bad = [](const char* why) {
-    return make_error(supervisor_errc::invalid_config, why);
+  auto bad = [](std::string why) {
+    return caf::make_error(caf::sec::invalid_argument,
+                           "supervisor." + std::move(why));
   };
   std::set<std::string> ids;
   for (auto& c : cfg.children) {
     if (!c.start)
-      return bad("child_spec without a start function");
+      return bad("children: child \"" + c.id + "\" has no start function");
     if (!ids.insert(c.id).second)
-      return bad("duplicate child id");
+      return bad("children: duplicate id \"" + c.id + "\"");
   }
   if (cfg.strategy == restart_strategy::simple_one_for_one &&
       cfg.children.size() != 1)
-    return bad("simple_one_for_one needs exactly one child spec");
-  auto& b = cfg.backoff;
-  if (b.min.count() < 0 || b.max.count() < 0 || !(b.multiplier >= 1.0) ||
-      !(b.jitter >= 0.0 && b.jitter <= 1.0))
-    return bad(
-        "backoff: negative delay, multiplier < 1 or jitter not in [0,1]");
+    return bad("children: simple_one_for_one needs exactly one child spec");
+  if (auto err = cfg.backoff.validate()) {
+    auto what = err.context().match_elements<std::string>()
+                    ? err.context().get_as<std::string>(0)
+                    : std::string{"backoff: invalid"};
+    return bad(what);
+  }
   return caf::error{};
+}
+
+caf::behavior supervisor_actor(caf::event_based_actor* self,
+                               supervisor_config cfg) {
+  auto impl = std::make_shared<supervisor_impl>(self, std::move(cfg));
+  return impl->make_behavior();
 }
 
 } // namespace
@@ -409,12 +412,14 @@ caf::expected<caf::actor> spawn_supervisor(caf::actor_system& sys,
     return err;
   // The configuration is a spawn argument: CAF 0.17 trips UBSan on
   // function actors spawned without any.
-  return sys.spawn(
-      [](caf::event_based_actor* self, supervisor_config c) {
-        auto impl = std::make_shared<supervisor_impl>(self, std::move(c));
-        return impl->make_behavior();
-      },
-      std::move(cfg));
+  return sys.spawn(supervisor_actor, std::move(cfg));
+}
+
+caf::expected<caf::actor> spawn_supervisor(runtime::runtime& rt,
+                                           supervisor_config cfg) {
+  if (auto err = validate(cfg))
+    return err;
+  return rt.spawn(supervisor_actor, std::move(cfg));
 }
 
 } // namespace actorbus::actors

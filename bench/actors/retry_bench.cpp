@@ -36,8 +36,8 @@ constexpr int64_t failures = 2;
 retry_policy three_attempts() {
   retry_policy policy;
   policy.attempts = 3;
-  policy.first_delay = caf::timespan{0};
-  policy.multiplier = 1.0;
+  policy.backoff.min = caf::timespan{0};
+  policy.backoff.multiplier = 1.0;
   return policy;
 }
 

@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
   auto& sys = rt.system();
   retry_policy policy; // retries=3, delay=10ms (the seed: 3 and 1 s)
   policy.attempts = 3;
-  policy.first_delay = std::chrono::milliseconds(10);
-  policy.multiplier = 1.0;
+  policy.backoff.min = std::chrono::milliseconds(10);
+  policy.backoff.multiplier = 1.0;
   auto per_try = caf::timespan{std::chrono::seconds(1)};
   auto tries = std::make_shared<int>(0);
   auto server = *rt.spawn(flaky_server, failures, tries);

@@ -74,14 +74,14 @@ int run(actorbus::runtime::runtime& rt) {
     return 1;
   caf::anon_send(*child, -1);
   // Ask until the supervisor reports the restart (bounded).
-  std::vector<uint64_t> counts;
+  child_counts counts;
   for (int i = 0; i < 1000; ++i) {
-    auto c = actorbus::runtime::call<std::vector<uint64_t>>(
-        sys, *sup, wait, count_children_atom::value);
+    auto c = actorbus::runtime::call<child_counts>(sys, *sup, wait,
+                                                   count_children_v);
     if (!c)
       return 1;
     counts = *c;
-    if (counts[3] == 1 && counts[1] == 1)
+    if (counts.total_restarts == 1 && counts.active == 1)
       break;
   }
   auto again = actorbus::runtime::call<caf::actor>(
@@ -89,7 +89,7 @@ int run(actorbus::runtime::runtime& rt) {
   auto answer = actorbus::runtime::call<int>(sys, *again, wait, 21);
   fmt::print("actors: supervisor restarted its crashed child {} time(s); the "
              "new one answered {}\n",
-             counts[3], answer ? *answer : -1);
+             counts.total_restarts, answer ? *answer : -1);
   caf::anon_send_exit(*sup, caf::exit_reason::user_shutdown);
   return answer && *answer == 42 ? 0 : 1;
 }

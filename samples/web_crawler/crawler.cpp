@@ -450,10 +450,11 @@ caf::behavior frontier(frontier_actor* self, crawl_options opts,
   auto& st = self->state;
   st.start_host = host_of(opts.start_url);
   st.policy.attempts = static_cast<std::size_t>(std::max(0, opts.retries)) + 1;
-  st.policy.first_delay = std::chrono::milliseconds(opts.retry_delay_ms);
-  st.policy.multiplier = 2.0;
-  st.policy.jitter = 0.2;
-  st.policy.max_delay = std::chrono::seconds(5);
+  st.policy.backoff.max = std::chrono::seconds(5);
+  st.policy.backoff.min = std::min<caf::timespan>(
+      std::chrono::milliseconds(opts.retry_delay_ms), st.policy.backoff.max);
+  st.policy.backoff.multiplier = 2.0;
+  st.policy.backoff.jitter = 0.2;
   st.policy.retry_if = [](const caf::error& err) {
     return err.category() == crawl_category && err.code() == retryable_code;
   };

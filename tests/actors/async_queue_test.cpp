@@ -1,5 +1,6 @@
 #include "actorbus/actors/async_queue.hpp"
 
+#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "deterministic_fixture.hpp"
@@ -24,8 +25,10 @@ constexpr auto long_wait = caf::timespan{30s};
 
 class async_queue_test : public actorbus::test::deterministic_fixture {
 protected:
-  void make(std::size_t capacity) {
-    sut = std::make_unique<async_queue<std::string>>(capacity);
+  void make(std::size_t capacity,
+            actorbus::runtime::overload_policy on_full =
+                actorbus::runtime::overload_policy::block) {
+    sut = std::make_unique<async_queue<std::string>>(capacity, on_full);
   }
 
   /// Spawns an actor on the deterministic system that gets one item.
@@ -63,9 +66,9 @@ TEST_F(async_queue_test,
   ASSERT_FALSE(sut->put("first", 1s));
   std::string second = "second";
   auto err = sut->put(std::move(second), 10ms);
-  EXPECT_TRUE(is(err, async_queue_errc::timeout));
+  EXPECT_TRUE(err == errc::timeout);
   EXPECT_EQ(second, "second") << "a failed put must not take the item";
-  EXPECT_TRUE(is(sut->try_put("x"), async_queue_errc::timeout));
+  EXPECT_TRUE(sut->try_put("x") == errc::full) << "try_put refuses at once";
   // A waiting put completes as soon as a get makes room.
   auto waiting = std::async(std::launch::async, [&] {
     return sut->put(std::move(second), long_wait);
@@ -80,7 +83,7 @@ TEST_F(async_queue_test,
   make(4);
   auto empty = sut->get(10ms);
   ASSERT_FALSE(empty);
-  EXPECT_TRUE(is(empty.error(), async_queue_errc::timeout));
+  EXPECT_TRUE(empty.error() == errc::timeout);
   EXPECT_FALSE(sut->try_get());
   auto waiting =
       std::async(std::launch::async, [&] { return sut->get(long_wait); });
@@ -94,7 +97,7 @@ TEST_F(async_queue_test, join_waits_until_every_item_is_marked_done) {
   make(0);
   for (auto x : {"a", "b", "c"})
     ASSERT_FALSE(sut->put(x, 1s));
-  EXPECT_TRUE(is(sut->join(1ms), async_queue_errc::timeout));
+  EXPECT_TRUE(sut->join(1ms) == errc::timeout);
   auto joined =
       std::async(std::launch::async, [&] { return sut->join(long_wait); });
   for (int i = 0; i < 3; ++i) {
@@ -103,7 +106,7 @@ TEST_F(async_queue_test, join_waits_until_every_item_is_marked_done) {
   }
   EXPECT_FALSE(joined.get());
   EXPECT_EQ(sut->unfinished(), 0u);
-  EXPECT_TRUE(is(sut->task_done(), async_queue_errc::no_unfinished_task));
+  EXPECT_TRUE(sut->task_done() == errc::no_unfinished_task);
 }
 
 TEST_F(async_queue_test,
@@ -117,14 +120,14 @@ TEST_F(async_queue_test,
   waiting_getter_of_empty->close();
   auto woken = blocked.get();
   ASSERT_FALSE(woken);
-  EXPECT_TRUE(is(woken.error(), async_queue_errc::closed));
+  EXPECT_TRUE(woken.error() == errc::closed);
   sut->close();
   EXPECT_TRUE(sut->closed());
-  EXPECT_TRUE(is(sut->put("b", 1s), async_queue_errc::closed));
+  EXPECT_TRUE(sut->put("b", 1s) == errc::closed);
   EXPECT_EQ(*sut->get(1s), "a");
   auto end = sut->get(1s);
   ASSERT_FALSE(end);
-  EXPECT_TRUE(is(end.error(), async_queue_errc::closed));
+  EXPECT_TRUE(end.error() == errc::closed);
 }
 
 TEST_F(async_queue_test, many_producer_and_consumer_threads_lose_nothing) {
@@ -186,7 +189,7 @@ TEST_F(async_queue_test, an_actor_get_times_out_on_the_actor_clock) {
   run_after(caf::timespan{1s});
   ASSERT_TRUE(got);
   ASSERT_FALSE(*got);
-  EXPECT_TRUE(is(got->error(), async_queue_errc::timeout));
+  EXPECT_TRUE(got->error() == errc::timeout);
   // The timed-out wait does not swallow a later item.
   ASSERT_FALSE(sut->put("kept", 1s));
   run();
@@ -232,7 +235,7 @@ TEST_F(async_queue_test, closing_wakes_waiting_actors_with_closed) {
   run();
   ASSERT_TRUE(got);
   ASSERT_FALSE(*got);
-  EXPECT_TRUE(is(got->error(), async_queue_errc::closed));
+  EXPECT_TRUE(got->error() == errc::closed);
 }
 
 TEST_F(async_queue_test, producer_actors_and_consumer_threads_lose_nothing) {
@@ -349,4 +352,65 @@ TEST_F(async_queue_test,
   EXPECT_EQ(sut->size(), static_cast<std::size_t>(n));
   EXPECT_EQ(*sut->get(1s), "0");
   sut.reset();
+}
+
+TEST_F(async_queue_test, a_full_queue_under_fail_refuses_a_put_at_once) {
+  make(1, actorbus::runtime::overload_policy::fail);
+  ASSERT_FALSE(sut->put("first", 1s));
+  std::string second = "second";
+  auto err = sut->put(std::move(second), long_wait);
+  EXPECT_TRUE(err == errc::full);
+  EXPECT_EQ(actorbus::runtime::describe(err),
+            "actors.full: async_queue.put: the queue is full");
+  EXPECT_EQ(second, "second") << "a refused put must not take the item";
+  std::optional<std::string> back;
+  caf::error async_err;
+  sys.spawn(
+      [&](caf::event_based_actor* self, std::string x) {
+        sut->async_put(self, std::move(x), long_wait,
+                       [&](caf::error e, std::optional<std::string> item) {
+                         async_err = std::move(e);
+                         back = std::move(item);
+                       });
+      },
+      std::string{"third"});
+  run();
+  EXPECT_TRUE(async_err == errc::full) << "an actor's put is refused too";
+  EXPECT_EQ(back, "third");
+  EXPECT_EQ(sut->size(), 1u);
+}
+
+TEST_F(async_queue_test, a_full_queue_under_drop_newest_discards_the_new_item) {
+  make(2, actorbus::runtime::overload_policy::drop_newest);
+  for (auto x : {"a", "b", "c", "d"})
+    EXPECT_FALSE(sut->put(x, long_wait)) << "a dropping put succeeds";
+  EXPECT_EQ(sut->dropped(), 2u);
+  EXPECT_EQ(sut->unfinished(), 2u) << "a dropped item needs no task_done";
+  EXPECT_EQ(*sut->get(1s), "a");
+  EXPECT_EQ(*sut->get(1s), "b");
+}
+
+TEST_F(async_queue_test, a_full_queue_under_drop_oldest_keeps_the_newest) {
+  make(2, actorbus::runtime::overload_policy::drop_oldest);
+  for (auto x : {"a", "b", "c", "d"})
+    EXPECT_FALSE(sut->try_put(x)) << "a dropping put succeeds";
+  std::optional<caf::error> async_err;
+  sys.spawn(
+      [&](caf::event_based_actor* self, std::string x) {
+        sut->async_put(self, std::move(x), long_wait,
+                       [&](caf::error e, std::optional<std::string>) {
+                         async_err = std::move(e);
+                       });
+      },
+      std::string{"e"});
+  run();
+  ASSERT_TRUE(async_err);
+  EXPECT_FALSE(*async_err);
+  EXPECT_EQ(sut->dropped(), 3u);
+  EXPECT_EQ(sut->unfinished(), 2u);
+  EXPECT_EQ(*sut->get(1s), "d");
+  EXPECT_EQ(*sut->get(1s), "e");
+  ASSERT_FALSE(sut->task_done());
+  ASSERT_FALSE(sut->task_done());
+  EXPECT_FALSE(sut->join(1s)) << "dropped items do not hold up join";
 }

@@ -1,4 +1,6 @@
 #include "actorbus/actors/cache.hpp"
+#include "actorbus/runtime/error.hpp"
+#include "actorbus/runtime/runtime.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -9,6 +11,7 @@
 #include <chrono>
 #include <future>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -188,6 +191,28 @@ TEST_F(cache_test, readers_and_an_evicting_writer_run_concurrently) {
   ASSERT_TRUE(st);
   EXPECT_LE(st->size, 40u);
   EXPECT_GT(st->evictions, 0u);
+}
+
+TEST_F(cache_test, a_throwing_computation_gives_its_text_to_the_caller) {
+  start({.capacity = 8, .shards = 1});
+  auto r = sut->get_or_compute(
+      "k", []() -> int { throw std::runtime_error("disk full"); }, long_wait);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(actorbus::runtime::describe(r.error()),
+            "caf.runtime_error: disk full");
+}
+
+TEST_F(cache_test, the_runtime_shutdown_stops_the_shards_of_its_cache) {
+  actorbus::runtime::runtime rt;
+  cache<std::string, int> tracked{rt, {.capacity = 8, .shards = 3}};
+  EXPECT_EQ(rt.tracked(), 3u);
+  tracked.put("a", 1);
+  auto report = rt.shutdown(5s);
+  EXPECT_EQ(report.exited, 3u) << "the cache outlives the runtime's shutdown";
+  EXPECT_EQ(report.abandoned, 0u);
+  EXPECT_EQ(rt.tracked(), 0u);
+  EXPECT_THROW((cache<std::string, int>{rt}), std::runtime_error)
+      << "no new cache once the runtime shuts down";
 }
 
 } // namespace

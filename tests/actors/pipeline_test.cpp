@@ -237,8 +237,8 @@ TEST_F(pipeline_test, the_retry_policy_of_the_module_backs_off_exponentially) {
   int tries = 0;
   retry_policy backoff;
   backoff.attempts = 4;
-  backoff.first_delay = caf::timespan{100ms};
-  backoff.multiplier = 2.0;
+  backoff.backoff.min = caf::timespan{100ms};
+  backoff.backoff.multiplier = 2.0;
   start(pipeline::from_iota(0, 1)
             .then("flaky",
                   [&](int64_t& x) -> int64_t {

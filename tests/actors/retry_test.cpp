@@ -1,4 +1,5 @@
 #include "actorbus/actors/retry.hpp"
+#include "actorbus/runtime/error.hpp"
 
 #include "deterministic_fixture.hpp"
 
@@ -33,9 +34,7 @@ class retry_test : public actorbus::test::deterministic_fixture {
 protected:
   retry_test() {
     sut.attempts = 4;
-    sut.first_delay = 100ms;
-    sut.multiplier = 2.0;
-    sut.max_delay = 300ms;
+    sut.backoff = {.min = 100ms, .max = 300ms, .multiplier = 2.0};
   }
 
   /// Starts a client actor that sends `x` to `dest` under `sut` and stores
@@ -60,26 +59,27 @@ protected:
   std::optional<caf::expected<int>> outcome;
 };
 
-TEST_F(retry_test, delays_grow_by_the_multiplier_up_to_the_maximum) {
-  EXPECT_EQ(sut.nominal_delay(0), caf::timespan{100ms});
-  EXPECT_EQ(sut.nominal_delay(1), caf::timespan{200ms});
-  EXPECT_EQ(sut.nominal_delay(2), caf::timespan{300ms});
-  EXPECT_EQ(sut.nominal_delay(50), caf::timespan{300ms});
+TEST_F(retry_test, pauses_between_attempts_follow_the_backoff) {
+  sut.attempts = 100;
+  auto err = caf::make_error(caf::sec::runtime_error);
+  EXPECT_EQ(sut.next(1, err, 0ms), caf::timespan{100ms});
+  EXPECT_EQ(sut.next(2, err, 0ms), caf::timespan{200ms});
+  EXPECT_EQ(sut.next(3, err, 0ms), caf::timespan{300ms});
+  EXPECT_EQ(sut.next(50, err, 0ms), caf::timespan{300ms}) << "capped at max";
 }
 
-TEST_F(retry_test, jittered_delays_stay_within_their_bounds) {
-  sut.jitter = 0.25;
-  EXPECT_EQ(sut.delay(0, 0.0), caf::timespan{75ms});
-  EXPECT_EQ(sut.delay(0, 1.0), caf::timespan{125ms});
-  EXPECT_EQ(sut.delay(2, 1.0), caf::timespan{300ms}) << "capped at max_delay";
+TEST_F(retry_test, jittered_pauses_stay_within_their_bounds) {
+  sut.backoff.jitter = 0.25;
+  auto err = caf::make_error(caf::sec::runtime_error);
   bool below = false;
   bool above = false;
   for (int i = 0; i < 1000; ++i) {
-    auto d = sut.random_delay(1);
-    ASSERT_GE(d, caf::timespan{150ms});
-    ASSERT_LE(d, caf::timespan{250ms});
-    below |= d < caf::timespan{200ms};
-    above |= d > caf::timespan{200ms};
+    auto d = sut.next(2, err, 0ms);
+    ASSERT_TRUE(d);
+    ASSERT_GE(*d, caf::timespan{150ms});
+    ASSERT_LE(*d, caf::timespan{250ms});
+    below |= *d < caf::timespan{200ms};
+    above |= *d > caf::timespan{200ms};
   }
   EXPECT_TRUE(below && above) << "jitter spreads both ways";
 }
@@ -87,11 +87,15 @@ TEST_F(retry_test, jittered_delays_stay_within_their_bounds) {
 TEST_F(retry_test, an_invalid_policy_is_rejected_with_a_reason) {
   sut.attempts = 0;
   EXPECT_EQ(sut.validate(), caf::sec::invalid_argument);
+  EXPECT_EQ(actorbus::runtime::describe(sut.validate()),
+            "caf.invalid_argument: retry_policy.attempts: must be at least 1");
   sut.attempts = 1;
-  sut.jitter = 1.5;
-  EXPECT_EQ(sut.validate(), caf::sec::invalid_argument);
-  sut.jitter = 0;
-  sut.multiplier = 0.5;
+  sut.backoff.jitter = 1.5;
+  EXPECT_EQ(actorbus::runtime::describe(sut.validate()),
+            "caf.invalid_argument: retry_policy.backoff.jitter: must lie in "
+            "[0, 1]");
+  sut.backoff.jitter = 0;
+  sut.backoff.multiplier = 0.5;
   EXPECT_EQ(sut.validate(), caf::sec::invalid_argument);
   int calls = 0;
   auto r = retry_invoke(sut, [&]() -> caf::expected<int> { return ++calls; });
@@ -100,7 +104,7 @@ TEST_F(retry_test, an_invalid_policy_is_rejected_with_a_reason) {
 }
 
 TEST_F(retry_test, an_operation_is_retried_until_it_succeeds) {
-  sut.first_delay = 0ms;
+  sut.backoff.min = 0ms;
   int calls = 0;
   auto r = retry_invoke(sut, [&]() -> caf::expected<int> {
     if (++calls < 3)
@@ -113,7 +117,7 @@ TEST_F(retry_test, an_operation_is_retried_until_it_succeeds) {
 }
 
 TEST_F(retry_test, the_last_error_is_returned_once_attempts_are_used_up) {
-  sut.first_delay = 0ms;
+  sut.backoff.min = 0ms;
   int calls = 0;
   auto r = retry_invoke(sut, [&]() -> caf::expected<int> {
     ++calls;
@@ -125,7 +129,7 @@ TEST_F(retry_test, the_last_error_is_returned_once_attempts_are_used_up) {
 }
 
 TEST_F(retry_test, a_non_retryable_error_is_returned_at_once) {
-  sut.first_delay = 0ms;
+  sut.backoff.min = 0ms;
   sut.retry_if = [](const caf::error& e) {
     return e == caf::sec::request_timeout;
   };
@@ -141,7 +145,7 @@ TEST_F(retry_test, a_non_retryable_error_is_returned_at_once) {
 TEST_F(retry_test, no_retry_starts_after_the_deadline) {
   // Pauses 100 + 200 = 300 ms; the third retry would start at 600 ms.
   sut.attempts = 10;
-  sut.max_delay = 10s;
+  sut.backoff.max = 10s;
   sut.deadline = 500ms;
   EXPECT_EQ(sut.next(1, caf::sec::runtime_error, 0ms), caf::timespan{100ms});
   EXPECT_EQ(sut.next(2, caf::sec::runtime_error, 100ms), caf::timespan{200ms});
@@ -191,7 +195,7 @@ TEST(retry_call_test, a_thread_retries_a_request_to_an_actor) {
   auto dest =
       sys.spawn(flaky, 2, caf::make_error(caf::sec::runtime_error), seen);
   retry_policy sut;
-  sut.first_delay = 1ms;
+  sut.backoff.min = 1ms;
   auto r = retry_call<int>(sys, dest, sut, 5s, 5);
   ASSERT_TRUE(r) << sys.render(r.error());
   EXPECT_EQ(*r, 10);

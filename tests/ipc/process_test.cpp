@@ -273,8 +273,7 @@ TEST_F(process_test, a_program_dying_too_often_makes_the_supervisor_escalate) {
   auto sut = actors::spawn_supervisor(sys, std::move(sc));
   ASSERT_TRUE(sut);
   auto reason = await_down(*sut, caf::timespan{20s});
-  EXPECT_EQ(reason,
-            actors::make_error(actors::supervisor_errc::intensity_exceeded));
+  EXPECT_EQ(reason, actors::make_error(actors::errc::intensity_exceeded));
   for (int i = 0; i < 3; ++i)
     EXPECT_FALSE(progress.next_line(1s).empty()) << "start " << i;
 }

@@ -3,8 +3,20 @@
 // A bounded FIFO queue with the semantics of Python's `asyncio.Queue`, for
 // threads and actors alike.
 //
+//   async_queue<std::string> q{100};          // blocks putters when full
+//   q.put("job", 1s);                         // from a thread
+//   caf::expected<std::string> job = q.get(1s);
+//   q.async_get(self, 1s, [](caf::expected<std::string> x) { ... });
+//
 //  * `put` waits while the queue is full, `get` waits while it is empty;
 //    every wait has a timeout.
+//  * What a full queue does with a put is the `runtime::overload_policy`
+//    given to the constructor: `block` (the default, asyncio's) waits for
+//    room up to the put's timeout, then fails with `errc::timeout`; `fail`
+//    refuses at once with `errc::full` (what `try_put` does under `block`);
+//    `drop_newest` discards the new item and `drop_oldest` the oldest queued
+//    one, the put succeeds and `dropped()` counts the item (which never
+//    needs a `task_done`).
 //  * `task_done` / `join`: every successful put adds an unfinished task;
 //    `task_done` marks one finished; `join` waits until none is left.
 //  * `close`: no more puts (they fail with `closed`); getters still drain
@@ -18,10 +30,16 @@
 // so virtual time in deterministic tests). Waiters of both kinds are served
 // first come, first served within their kind.
 //
+// Errors are `actors::errc` (actors/error.hpp): `closed`, `timeout`,
+// `full`, `no_unfinished_task`; compare with `err == errc::closed`.
+//
 // A put that fails never loses the item: the blocking `put` moves from its
 // argument only on success, `async_put` hands it back to the continuation.
 // All members are thread-safe. The queue must outlive the threads using it;
 // actors still waiting when it is destroyed get an error.
+
+#include "actorbus/actors/error.hpp"
+#include "actorbus/runtime/overload.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -45,20 +63,6 @@
 #include <vector>
 
 namespace actorbus::actors {
-
-/// Error codes of async queues (category `asyncq`).
-enum class async_queue_errc : uint8_t {
-  /// The queue is closed (and, for a get, drained).
-  closed = 1,
-  /// The wait's timeout passed.
-  timeout,
-  /// `task_done` was called more often than items were put.
-  no_unfinished_task,
-};
-
-caf::error make_error(async_queue_errc code);
-
-bool is(const caf::error& err, async_queue_errc code);
 
 namespace detail {
 
@@ -115,12 +119,18 @@ void run_async_queue_continuation(caf::event_based_actor* self, Relay relay,
 
 } // namespace detail
 
+/// A FIFO queue of `T` for threads and actors, bounded or not, with
+/// `asyncio.Queue`'s put/get/task_done/join/close. Thread-safe; not
+/// copyable.
 template <class T>
 class async_queue {
 public:
-  /// A queue holding at most `capacity` items; 0 means unbounded.
-  explicit async_queue(std::size_t capacity = 0)
-      : core_(std::make_shared<core>(capacity)) {
+  /// A queue holding at most `capacity` items (0: unbounded) that treats a
+  /// put into a full queue by `on_full`.
+  explicit async_queue(
+      std::size_t capacity = 0,
+      runtime::overload_policy on_full = runtime::overload_policy::block)
+      : core_(std::make_shared<core>(capacity, on_full)) {
     // nop
   }
 
@@ -141,16 +151,28 @@ public:
 
   // -- threads ----------------------------------------------------------------
 
-  /// Puts `x`, waiting at most `timeout` for room. Moves from `x` only on
-  /// success. Errors: `closed`, `timeout`.
+  /// Puts `x`; a full queue waits at most `timeout` for room (`block`) or
+  /// applies its overload policy. Moves from `x` only when it is queued.
+  /// Errors: `closed`, `timeout` (block), `full` (fail).
   caf::error put(T&& x, caf::timespan timeout) {
     std::unique_lock<std::mutex> guard{core_->mtx};
     auto& c = *core_;
-    if (!c.not_full.wait_for(guard, timeout,
-                             [&] { return c.closed || c.has_room(); }))
-      return make_error(async_queue_errc::timeout);
+    if (!c.closed && !c.has_room()) {
+      if (c.on_full != runtime::overload_policy::block) {
+        auto queued = c.overflow();
+        if (!queued)
+          return std::move(queued.error());
+        if (*queued)
+          c.push(std::move(x));
+        return {};
+      }
+      if (!c.not_full.wait_for(guard, timeout,
+                               [&] { return c.closed || c.has_room(); }))
+        return make_error(errc::timeout,
+                          "async_queue.put: no room within the timeout");
+    }
     if (c.closed)
-      return make_error(async_queue_errc::closed);
+      return make_error(errc::closed, "async_queue.put: the queue is closed");
     c.push(std::move(x));
     return {};
   }
@@ -167,15 +189,31 @@ public:
     auto& c = *core_;
     if (!c.not_empty.wait_for(guard, timeout,
                               [&] { return c.closed || !c.items.empty(); }))
-      return make_error(async_queue_errc::timeout);
+      return make_error(errc::timeout,
+                        "async_queue.get: no item within the timeout");
     if (c.items.empty())
-      return make_error(async_queue_errc::closed);
+      return make_error(errc::closed,
+                        "async_queue.get: the queue is closed and drained");
     return c.pop();
   }
 
-  /// Puts `x` if there is room now. Moves from `x` only on success.
+  /// Puts `x` without waiting: a full queue under `block` refuses it with
+  /// `full`, the other policies act as in `put`. Moves from `x` only when it
+  /// is queued.
   caf::error try_put(T&& x) {
-    return put(std::move(x), caf::timespan{0});
+    std::lock_guard<std::mutex> guard{core_->mtx};
+    auto& c = *core_;
+    if (c.closed)
+      return make_error(errc::closed, "async_queue.put: the queue is closed");
+    if (!c.has_room()) {
+      auto queued = c.overflow();
+      if (!queued)
+        return std::move(queued.error());
+      if (!*queued)
+        return {};
+    }
+    c.push(std::move(x));
+    return {};
   }
 
   /// Takes the oldest item if there is one now.
@@ -191,7 +229,8 @@ public:
     std::lock_guard<std::mutex> guard{core_->mtx};
     auto& c = *core_;
     if (c.unfinished == 0)
-      return make_error(async_queue_errc::no_unfinished_task);
+      return make_error(errc::no_unfinished_task,
+                        "async_queue.task_done: no unfinished task");
     if (--c.unfinished == 0)
       c.all_done.notify_all();
     return {};
@@ -202,7 +241,8 @@ public:
     std::unique_lock<std::mutex> guard{core_->mtx};
     auto& c = *core_;
     if (!c.all_done.wait_for(guard, timeout, [&] { return c.unfinished == 0; }))
-      return make_error(async_queue_errc::timeout);
+      return make_error(errc::timeout,
+                        "async_queue.join: tasks left after the timeout");
     return {};
   }
 
@@ -217,12 +257,12 @@ public:
         return;
       c.closed = true;
       for (auto& g : c.getters) {
-        g->result.emplace(make_error(async_queue_errc::closed));
+        g->result.emplace(closed_error());
         woken.push_back(g->id);
       }
       c.getters.clear();
       for (auto& p : c.putters) {
-        p->error = make_error(async_queue_errc::closed);
+        p->error = closed_error();
         p->done = true;
         woken.push_back(p->id);
       }
@@ -242,6 +282,17 @@ public:
 
   std::size_t capacity() const noexcept {
     return core_->capacity;
+  }
+
+  /// What a put into the full queue does.
+  runtime::overload_policy on_full() const noexcept {
+    return core_->on_full;
+  }
+
+  /// Items discarded by `drop_newest` or `drop_oldest` so far.
+  std::size_t dropped() const {
+    std::lock_guard<std::mutex> guard{core_->mtx};
+    return core_->dropped;
   }
 
   bool closed() const {
@@ -269,7 +320,7 @@ public:
       if (!c.items.empty()) {
         g->result.emplace(c.pop());
       } else if (c.closed) {
-        g->result.emplace(make_error(async_queue_errc::closed));
+        g->result.emplace(closed_error());
       } else {
         relay = c.relay_for(self->system(), core_);
         g->id = c.next_id++;
@@ -305,11 +356,20 @@ public:
       std::lock_guard<std::mutex> guard{core_->mtx};
       auto& c = *core_;
       if (c.closed) {
-        p->error = make_error(async_queue_errc::closed);
+        p->error = closed_error();
         p->item.emplace(std::move(x));
         p->done = true;
       } else if (c.has_room()) {
         c.push(std::move(x));
+        p->done = true;
+      } else if (c.on_full != runtime::overload_policy::block) {
+        auto queued = c.overflow();
+        if (!queued) {
+          p->error = std::move(queued.error());
+          p->item.emplace(std::move(x));
+        } else if (*queued) {
+          c.push(std::move(x));
+        }
         p->done = true;
       } else {
         relay = c.relay_for(self->system(), core_);
@@ -340,6 +400,10 @@ public:
   }
 
 private:
+  static caf::error closed_error() {
+    return make_error(errc::closed, "async_queue: the queue is closed");
+  }
+
   caf::actor relay_of(caf::event_based_actor* self) {
     std::lock_guard<std::mutex> guard{core_->mtx};
     return core_->relay_for(self->system(), core_);
@@ -358,12 +422,15 @@ private:
   };
 
   struct core {
-    explicit core(std::size_t cap)
-        : capacity(cap) {
+    core(std::size_t cap, runtime::overload_policy policy)
+        : capacity(cap)
+        , on_full(policy) {
       // nop
     }
 
     std::size_t capacity;
+    runtime::overload_policy on_full;
+    std::size_t dropped = 0;
     std::mutex mtx;
     std::condition_variable not_empty;
     std::condition_variable not_full;
@@ -378,6 +445,24 @@ private:
 
     bool has_room() const {
       return capacity == 0 || items.size() < capacity;
+    }
+
+    // Requires the lock and a full queue. Applies a policy other than block:
+    // the error of `fail`, or whether the new item goes in (false: dropped).
+    caf::expected<bool> overflow() {
+      switch (on_full) {
+      case runtime::overload_policy::drop_newest:
+        ++dropped;
+        return false;
+      case runtime::overload_policy::drop_oldest:
+        items.pop_front();
+        ++dropped;
+        if (--unfinished == 0)
+          all_done.notify_all();
+        return true;
+      default:
+        return make_error(errc::full, "async_queue.put: the queue is full");
+      }
     }
 
     // Requires the lock. Hands `x` to the first waiting actor, if any.
@@ -416,14 +501,16 @@ private:
     bool expire(uint64_t id) {
       for (auto i = getters.begin(); i != getters.end(); ++i) {
         if ((*i)->id == id) {
-          (*i)->result.emplace(make_error(async_queue_errc::timeout));
+          (*i)->result.emplace(make_error(
+              errc::timeout, "async_queue.get: no item within the timeout"));
           getters.erase(i);
           return true;
         }
       }
       for (auto i = putters.begin(); i != putters.end(); ++i) {
         if ((*i)->id == id) {
-          (*i)->error = make_error(async_queue_errc::timeout);
+          (*i)->error = make_error(
+              errc::timeout, "async_queue.put: no room within the timeout");
           (*i)->done = true;
           putters.erase(i);
           return true;

@@ -128,7 +128,7 @@ struct error_policy {
   }
   static error_policy retry(retry_policy policy,
                             error_action then = error_action::dead_letter) {
-    return {error_action::retry, policy.attempts, policy.first_delay, then,
+    return {error_action::retry, policy.attempts, policy.backoff.min, then,
             std::move(policy)};
   }
 };

@@ -2,31 +2,32 @@
 
 // Retry with exponential backoff: the seed's `retry_async`, typed.
 //
-//   retry_policy policy;
-//   policy.attempts = 5;
-//   policy.first_delay = std::chrono::milliseconds(10);
+//   retry_policy policy{.attempts = 5, .backoff = {.min = 10ms, .max = 1s}};
 //   policy.retry_if = [](const caf::error& e) {
 //     return e == caf::sec::request_timeout;
 //   };
 //   // From inside an actor (the reply handler runs in `self`'s context):
 //   retry_request<int>(self, flaky, policy, std::chrono::milliseconds(50),
-//                      [](caf::expected<int> r) { ... }, compute_atom_v, 7);
+//                      [](caf::expected<int> r) { ... }, compute_v, 7);
 //   // From a plain thread (blocks, never longer than the policy allows):
 //   caf::expected<int> r = retry_call<int>(sys, flaky, policy, 50ms, 7);
 //   // Any callable returning caf::expected<T> (e.g. a pool task):
 //   caf::expected<int> v = retry_invoke(policy, [&] { return try_once(); });
 //
 // Attempt n (n = 1 is the first) that fails with a retryable error is
-// followed, after `delay(n - 1)`, by attempt n + 1, as long as fewer than
-// `attempts` were made and the next attempt would start before the overall
-// `deadline` (measured from the first attempt). The delay before retry k
-// (k = 0 for the first retry) is `min(max_delay, first_delay * multiplier^k)`,
-// spread uniformly by +/- `jitter` (a fraction: 0.2 means 80%..120%) and
-// never above `max_delay`. When retries stop, the caller gets the last error
+// followed, after `backoff.random_delay(n - 1)`, by attempt n + 1, as long
+// as fewer than `attempts` were made and the next attempt would start before
+// the overall `deadline` (measured from the first attempt). The pause before
+// retry k (k = 0 for the first retry) is the one `runtime::backoff` of
+// actorbus: `min(max, min * multiplier^k)`, spread uniformly by +/- `jitter`
+// (0.2 means 80%..120%) and never above `max`; its `reset_after` does not
+// apply (a retried operation has no run that could count as stable). When
+// retries stop, the caller gets the last error
 // unchanged; a non-retryable error is returned at once. Delays inside actors
 // use the actor clock, so they run on virtual time under the deterministic
 // scheduler; the thread forms sleep on the steady clock.
 
+#include "actorbus/runtime/backoff.hpp"
 #include "actorbus/runtime/call.hpp"
 
 #include <caf/actor.hpp>
@@ -56,19 +57,9 @@ struct retry_policy {
   /// Tries in total, the first one included (1 = no retry). Must be >= 1.
   std::size_t attempts = 3;
 
-  /// Pause before the first retry.
-  caf::timespan first_delay = std::chrono::milliseconds(100);
-
-  /// Growth of the pause from one retry to the next (>= 1).
-  double multiplier = 2.0;
-
-  /// Upper bound of any pause, jitter included.
-  caf::timespan max_delay = std::chrono::seconds(10);
-
-  /// Random spread of each pause, a fraction in [0, 1]: the pause is drawn
-  /// uniformly from [d * (1 - jitter), d * (1 + jitter)], capped at
-  /// `max_delay`.
-  double jitter = 0.0;
+  /// Pause between attempts: retry k (0 = first) waits
+  /// `backoff.random_delay(k)`.
+  runtime::backoff backoff;
 
   /// Which errors are worth another try; empty means every error.
   std::function<bool(const caf::error&)> retry_if;
@@ -77,19 +68,11 @@ struct retry_policy {
   /// start after it is not made. Zero means no deadline.
   caf::timespan deadline = caf::timespan{0};
 
-  /// Returns an error (`caf::sec::invalid_argument`, with a reason) when a
-  /// field is out of range, or a default-constructed error when valid.
+  /// `caf::sec::invalid_argument` naming the field
+  /// ("retry_policy.attempts: must be at least 1",
+  /// "retry_policy.backoff.jitter: must lie in [0, 1]") when a field is out
+  /// of range, no error when valid.
   [[nodiscard]] caf::error validate() const;
-
-  /// Pause before retry `k` (0 = first retry) without jitter.
-  [[nodiscard]] caf::timespan nominal_delay(std::size_t k) const;
-
-  /// Pause before retry `k` for a uniform draw `u` in [0, 1): the jitter
-  /// interval is walked linearly from its low end (u = 0) to its high end.
-  [[nodiscard]] caf::timespan delay(std::size_t k, double u) const;
-
-  /// Pause before retry `k` with a draw from a thread-local generator.
-  [[nodiscard]] caf::timespan random_delay(std::size_t k) const;
 
   /// True when `err` may be retried under this policy.
   [[nodiscard]] bool is_retryable(const caf::error& err) const {
@@ -128,6 +111,7 @@ auto retry_invoke(const retry_policy& policy, F&& fn) -> decltype(fn()) {
 namespace detail {
 
 using retry_atom = caf::atom_constant<caf::atom("abRetry")>;
+inline constexpr retry_atom retry_v{};
 
 } // namespace detail
 
@@ -184,7 +168,7 @@ void retry_request(Self* self, caf::actor dest, retry_policy policy,
                         st->rp.deliver(std::move(err));
                         return;
                       }
-                      h->delayed_send(h, *pause, detail::retry_atom::value);
+                      h->delayed_send(h, *pause, detail::retry_v);
                     });
         };
         return {
