@@ -8,7 +8,7 @@
 //                      [--report FILE] [--keep-log FILE] [--no-check]
 //   SIZE: bytes, with an optional K/M/G suffix (default 8M).
 
-#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "access_log.hpp"
@@ -26,7 +26,7 @@
 #include <string>
 #include <unistd.h>
 
-using namespace actorbus::actors;
+using namespace actorbus::pipeline;
 using namespace std::chrono_literals;
 
 namespace {

@@ -7,7 +7,7 @@
 //
 // usage: pipeline [items=20]
 
-#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include <fmt/core.h>
@@ -18,7 +18,7 @@
 #include <stdexcept>
 #include <string>
 
-using namespace actorbus::actors;
+namespace pipeline = actorbus::pipeline;
 using namespace std::chrono_literals;
 
 namespace {
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
                     throw std::invalid_argument("not a number");
                   return x;
                 },
-                {.on_error = error_policy::skip()})
+                {.on_error = pipeline::error_policy::skip()})
           .then("square", [](int64_t& x) { return std::make_pair(x, x * x); },
                 {.parallelism = 4, .ordered = true})
           .then("format",
@@ -82,12 +82,12 @@ int main(int argc, char** argv) {
             sum += r.square;
           });
   auto run = std::move(plan).run(
-      rt, {.batch = 16, .on_error = [&](const item_error& e) {
+      rt, {.batch = 16, .on_error = [&](const pipeline::item_error& e) {
              fmt::print("skipped an item in {}: {}\n", e.stage,
-                        describe(e.error));
+                        pipeline::describe(e.error));
            }});
   if (!run) {
-    fmt::print("cannot start: {}\n", describe(run.error()));
+    fmt::print("cannot start: {}\n", pipeline::describe(run.error()));
     return 1;
   }
   auto report = run->wait(caf::timespan{60s});
@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
                s.name, s.in, s.out, s.errors,
                std::chrono::duration<double, std::milli>(s.busy).count(),
                s.peak_queue_depth);
-  fmt::print("completed: {}\n", report->ok() ? "ok" : describe(report->error));
+  fmt::print("completed: {}\n",
+             report->ok() ? "ok" : pipeline::describe(report->error));
   return report->ok() && in_order ? 0 : 1;
 }

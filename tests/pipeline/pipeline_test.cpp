@@ -1,5 +1,5 @@
-#include "actorbus/actors/pipeline.hpp"
-#include "actorbus/actors/pipeline_bus.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/pipeline/pipeline_bus.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "deterministic_fixture.hpp"
@@ -21,7 +21,8 @@
 #include <thread>
 #include <vector>
 
-using namespace actorbus::actors;
+using namespace actorbus::pipeline;
+using actorbus::actors::retry_policy;
 using namespace std::chrono_literals;
 
 namespace {
@@ -70,7 +71,7 @@ protected:
 
 TEST_F(pipeline_test, items_flow_through_every_stage_to_the_sink) {
   collector<std::string> out;
-  start(pipeline::from_iota(0, 1000)
+  start(from_iota(0, 1000)
             .then("double", [](int64_t& x) { return x * 2; })
             .then("text", [](int64_t& x) { return std::to_string(x); })
             .to(out),
@@ -91,7 +92,7 @@ TEST_F(pipeline_test, items_flow_through_every_stage_to_the_sink) {
 
 TEST_F(pipeline_test, a_filter_drops_items_and_the_stats_say_so) {
   collector<int64_t> out;
-  start(pipeline::from_iota(0, 100)
+  start(from_iota(0, 100)
             .filter("even", [](const int64_t& x) { return x % 2 == 0; })
             .to(out),
         {.batch = 8});
@@ -108,7 +109,7 @@ TEST_F(pipeline_test,
   std::atomic<int> concurrent{0};
   std::atomic<int> max_concurrent{0};
   start_threaded(
-      pipeline::from_iota(0, 2000)
+      from_iota(0, 2000)
           .then("jittery",
                 [&, rng = std::minstd_rand{42}](int64_t& x) mutable {
                   auto now = ++concurrent;
@@ -137,7 +138,7 @@ TEST_F(pipeline_test,
 
 TEST_F(pipeline_test, an_unordered_parallel_stage_delivers_every_item) {
   collector<int64_t> out;
-  start(pipeline::from_iota(0, 500)
+  start(from_iota(0, 500)
             .then("plus1", [](int64_t& x) { return x + 1; },
                   {.parallelism = 3, .ordered = false})
             .to(out),
@@ -153,7 +154,7 @@ TEST_F(pipeline_test, an_unordered_parallel_stage_delivers_every_item) {
 
 TEST_F(pipeline_test, a_stalled_sink_bounds_in_flight_items_to_the_credit) {
   std::size_t consumed = 0;
-  start(pipeline::from_iota(0, 100'000)
+  start(from_iota(0, 100'000)
             .then("a", [](int64_t& x) { return x; }, {.buffer = 16})
             .then("b", [](int64_t& x) { return x; },
                   {.parallelism = 2, .buffer = 24})
@@ -181,7 +182,7 @@ TEST_F(pipeline_test, a_stalled_sink_bounds_in_flight_items_to_the_credit) {
 TEST_F(pipeline_test, the_skip_policy_drops_failed_items_and_reports_them) {
   collector<int64_t> out;
   std::vector<std::string> reported;
-  start(pipeline::from_iota(0, 10)
+  start(from_iota(0, 10)
             .then("no-threes",
                   [](int64_t& x) -> caf::expected<int64_t> {
                     if (x % 3 == 0)
@@ -205,7 +206,7 @@ TEST_F(pipeline_test, the_skip_policy_drops_failed_items_and_reports_them) {
 TEST_F(pipeline_test, the_retry_policy_tries_again_after_the_delay) {
   collector<int64_t> out;
   std::map<int64_t, int> tries;
-  start(pipeline::from_iota(0, 4)
+  start(from_iota(0, 4)
             .then("flaky",
                   [&](int64_t& x) -> int64_t {
                     // Item 2 fails twice, then succeeds.
@@ -238,7 +239,7 @@ TEST_F(pipeline_test, the_retry_policy_of_the_module_backs_off_exponentially) {
   backoff.attempts = 4;
   backoff.first_delay = caf::timespan{100ms};
   backoff.multiplier = 2.0;
-  start(pipeline::from_iota(0, 1)
+  start(from_iota(0, 1)
             .then("flaky",
                   [&](int64_t& x) -> int64_t {
                     if (++tries < 4)
@@ -266,7 +267,7 @@ TEST_F(pipeline_test, the_retry_policy_of_the_module_backs_off_exponentially) {
 TEST_F(pipeline_test, an_invalid_retry_policy_is_rejected_at_start) {
   retry_policy backoff;
   backoff.attempts = 0;
-  auto h = pipeline::from_iota(0, 1)
+  auto h = from_iota(0, 1)
                .then("x", [](int64_t& x) { return x; },
                      {.on_error = error_policy::retry(backoff)})
                .to([](int64_t) {})
@@ -276,7 +277,7 @@ TEST_F(pipeline_test, an_invalid_retry_policy_is_rejected_at_start) {
 
 TEST_F(pipeline_test, an_item_that_exhausts_its_retries_goes_to_dead_letters) {
   collector<int64_t> out;
-  start(pipeline::from_iota(0, 6)
+  start(from_iota(0, 6)
             .then("odd-fails",
                   [](int64_t& x) -> int64_t {
                     if (x % 2 == 1)
@@ -301,7 +302,7 @@ TEST_F(pipeline_test, an_item_that_exhausts_its_retries_goes_to_dead_letters) {
 TEST_F(pipeline_test, the_dead_letter_policy_hands_items_to_the_callback) {
   std::vector<std::string> dead;
   std::size_t delivered = 0;
-  start(pipeline::from_vector<std::string>({"1", "x", "3", "y"})
+  start(from_vector<std::string>({"1", "x", "3", "y"})
             .then("parse", [](std::string& s) { return std::stoi(s); },
                   {.on_error = error_policy::dead_letter()})
             .to([&](int) { ++delivered; }),
@@ -317,7 +318,7 @@ TEST_F(pipeline_test, the_dead_letter_policy_hands_items_to_the_callback) {
 
 TEST_F(pipeline_test, the_abort_policy_stops_upstream_and_downstream) {
   std::size_t delivered = 0;
-  start(pipeline::from_iota(0, 1'000'000)
+  start(from_iota(0, 1'000'000)
             .then("boom",
                   [](int64_t& x) -> int64_t {
                     if (x == 100)
@@ -342,7 +343,7 @@ TEST_F(pipeline_test, the_abort_policy_stops_upstream_and_downstream) {
 TEST_F(pipeline_test, cancelling_mid_flight_leaves_no_actor_running) {
   auto before = sys.registry().running();
   std::size_t delivered = 0;
-  start(pipeline::from_iota(0, 1'000'000)
+  start(from_iota(0, 1'000'000)
             .then("a", [](int64_t& x) { return x; }, {.parallelism = 2})
             .then("b", [](int64_t& x) { return x; })
             .to([&](int64_t) { ++delivered; }),
@@ -363,7 +364,7 @@ TEST_F(pipeline_test, cancelling_mid_flight_leaves_no_actor_running) {
 TEST_F(pipeline_test, cancelling_a_threaded_run_completes_it_promptly) {
   std::atomic<std::size_t> delivered{0};
   start_threaded(
-      pipeline::from_iota(0, 1'000'000'000)
+      from_iota(0, 1'000'000'000)
           .then("a", [](int64_t& x) { return x; }, {.parallelism = 2})
           .to([&](int64_t) { ++delivered; }));
   EXPECT_EQ(sut->wait(caf::timespan{1ms}).error(), caf::sec::request_timeout);
@@ -376,7 +377,7 @@ TEST_F(pipeline_test, cancelling_a_threaded_run_completes_it_promptly) {
 
 TEST_F(pipeline_test, a_deadline_stops_the_run_on_time) {
   start(
-      pipeline::from_iota(0, 100)
+      from_iota(0, 100)
           .then("slow",
                 [](int64_t& x) -> caf::expected<int64_t> {
                   if (x == 50)
@@ -400,26 +401,25 @@ TEST_F(pipeline_test, a_deadline_stops_the_run_on_time) {
 }
 
 TEST_F(pipeline_test, a_missing_file_is_a_clear_error) {
-  auto h = pipeline::from_lines("/nonexistent/access.log")
-               .to([](std::string) {})
-               .run(sys);
+  auto h =
+      from_lines("/nonexistent/access.log").to([](std::string) {}).run(sys);
   ASSERT_FALSE(h);
   EXPECT_EQ(describe(h.error()),
             "pipeline.source_failed: cannot open '/nonexistent/access.log'");
 }
 
 TEST_F(pipeline_test, bad_options_are_rejected) {
-  auto h = pipeline::from_iota(0, 1)
+  auto h = from_iota(0, 1)
                .then("x", [](int64_t& x) { return x; }, {.parallelism = 0})
                .to([](int64_t) {})
                .run(sys);
   EXPECT_FALSE(h);
-  auto h2 = pipeline::from_iota(0, 1).to([](int64_t) {}).run(sys, {.batch = 0});
+  auto h2 = from_iota(0, 1).to([](int64_t) {}).run(sys, {.batch = 0});
   EXPECT_FALSE(h2);
 }
 
 TEST_F(pipeline_test, a_throwing_sink_aborts_the_run) {
-  start(pipeline::from_iota(0, 100).to([](int64_t x) {
+  start(from_iota(0, 100).to([](int64_t x) {
     if (x == 5)
       throw std::runtime_error("disk full");
   }));
@@ -430,7 +430,7 @@ TEST_F(pipeline_test, a_throwing_sink_aborts_the_run) {
 TEST_F(pipeline_test, a_million_items_pass_three_stages_with_none_lost) {
   std::atomic<uint64_t> count{0};
   std::atomic<int64_t> sum{0};
-  start_threaded(pipeline::from_iota(0, 1'000'000)
+  start_threaded(from_iota(0, 1'000'000)
                      .then("inc", [](int64_t& x) { return x + 1; })
                      .then("twice", [](int64_t& x) { return 2 * x; },
                            {.parallelism = 2, .ordered = false})
@@ -464,10 +464,10 @@ TEST_F(pipeline_test, a_topic_sink_publishes_every_item_in_order) {
     cv.notify_all();
   });
   ASSERT_TRUE(sub);
-  start_threaded(pipeline::from_iota(0, 500)
+  start_threaded(from_iota(0, 500)
                      .then("double", [](int64_t& x) { return 2 * x; },
                            {.parallelism = 2, .ordered = true})
-                     .to(pipeline::to_topic<int64_t>(bus, "numbers.doubled")));
+                     .to(to_topic<int64_t>(bus, "numbers.doubled")));
   auto report = sut->wait(long_wait);
   ASSERT_TRUE(report);
   ASSERT_TRUE(report->ok()) << describe(report->error);
@@ -480,8 +480,7 @@ TEST_F(pipeline_test, a_topic_sink_publishes_every_item_in_order) {
 
 TEST_F(pipeline_test, a_refused_publish_stops_the_run) {
   actorbus::bus::event_bus bus{rt.system()};
-  start_threaded(pipeline::from_iota(0, 10).to(
-      pipeline::to_topic<int64_t>(bus, "bad..topic")));
+  start_threaded(from_iota(0, 10).to(to_topic<int64_t>(bus, "bad..topic")));
   auto report = sut->wait(long_wait);
   ASSERT_TRUE(report);
   EXPECT_TRUE(is(report->error, pipeline_errc::sink_failed));
@@ -531,8 +530,8 @@ TEST_F(pipeline_test, a_topic_source_streams_published_events_in_order) {
   // sanitized machine may starve for longer than the default second.
   bus::subscription_options patient{.block_timeout = long_wait};
   start_threaded(
-      pipeline::from_topic<int64_t>(
-          events, "numbers.*", {.subscription = patient, .max_items = 2000})
+      from_topic<int64_t>(events, "numbers.*",
+                          {.subscription = patient, .max_items = 2000})
           .then("double", [](int64_t& x) { return 2 * x; },
                 {.parallelism = 2, .ordered = true})
           .to(out),
@@ -557,12 +556,12 @@ TEST_F(pipeline_test,
   bus::subscription_options sub{
       .capacity = 8, .policy = bus::overload_policy::fail, .max_in_flight = 4};
   collector<int64_t> out;
-  start(pipeline::from_topic<int64_t>(
-            events, "ticks",
-            {.subscription = sub,
-             .end_when = [](const int64_t& x) { return x < 0; }})
-            .to(out),
-        {.batch = 4, .sink_credit = 4});
+  start(
+      from_topic<int64_t>(events, "ticks",
+                          {.subscription = sub,
+                           .end_when = [](const int64_t& x) { return x < 0; }})
+          .to(out),
+      {.batch = 4, .sink_credit = 4});
   auto sink = sut->actors()[1];
   std::vector<int64_t> accepted;
   std::size_t refused = 0;
@@ -591,8 +590,8 @@ TEST_F(pipeline_test,
 TEST_F(pipeline_test, a_topic_source_ends_after_its_idle_timeout) {
   bus::event_bus events{sys};
   collector<std::string> out;
-  start(pipeline::from_topic<std::string>(events, "log.#",
-                                          {.idle_timeout = caf::timespan{1s}})
+  start(from_topic<std::string>(events, "log.#",
+                                {.idle_timeout = caf::timespan{1s}})
             .to(out));
   ASSERT_FALSE(events.publish("log.app", std::string{"a"}));
   ASSERT_FALSE(events.publish("log.app.db", std::string{"b"}));
@@ -610,8 +609,7 @@ TEST_F(pipeline_test, events_of_another_type_become_dead_letters_of_the_bus) {
   dead_letter_counter dead{events};
   ASSERT_TRUE(dead.sub);
   collector<int64_t> out;
-  start_threaded(
-      pipeline::from_topic<int64_t>(events, "in.*", {.max_items = 2}).to(out));
+  start_threaded(from_topic<int64_t>(events, "in.*", {.max_items = 2}).to(out));
   ASSERT_FALSE(events.publish("in.a", std::string{"not a number"}));
   ASSERT_FALSE(events.publish("in.a", int64_t{1}));
   ASSERT_FALSE(events.publish("in.b", int64_t{2}));
@@ -629,7 +627,7 @@ TEST_F(pipeline_test, cancelling_a_topic_source_dead_letters_what_it_held) {
   dead_letter_counter dead{events};
   ASSERT_TRUE(dead.sub);
   std::size_t consumed = 0;
-  start(pipeline::from_topic<int64_t>(
+  start(from_topic<int64_t>(
             events, "jobs",
             {.subscription = {.capacity = 64, .max_in_flight = 8}})
             .to([&](int64_t) { ++consumed; }),
@@ -654,8 +652,7 @@ TEST_F(pipeline_test, cancelling_a_topic_source_dead_letters_what_it_held) {
 
 TEST_F(pipeline_test, an_invalid_topic_pattern_fails_the_run_at_start) {
   bus::event_bus events{sys};
-  auto h =
-      pipeline::from_topic<int64_t>(events, "a..b").to([](int64_t) {}).run(sys);
+  auto h = from_topic<int64_t>(events, "a..b").to([](int64_t) {}).run(sys);
   ASSERT_FALSE(h);
   EXPECT_TRUE(is(h.error(), pipeline_errc::source_failed));
 }

@@ -34,9 +34,9 @@
 // Item types must be CAF message types (built-in or registered). The bus
 // must outlive the run.
 
-#include "actorbus/actors/pipeline.hpp"
 #include "actorbus/bus/event_bus.hpp"
 #include "actorbus/bus/topic.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
 
 #include <caf/actor_addr.hpp>
 #include <caf/message.hpp>
@@ -49,7 +49,7 @@
 #include <string>
 #include <utility>
 
-namespace actorbus::actors::pipeline {
+namespace actorbus::pipeline {
 
 /// Options of a topic source.
 template <class T>
@@ -122,4 +122,4 @@ auto to_topic(bus::event_bus& bus, std::string topic) {
   };
 }
 
-} // namespace actorbus::actors::pipeline
+} // namespace actorbus::pipeline

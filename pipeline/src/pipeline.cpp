@@ -1,7 +1,7 @@
 // Actors of a pipeline run: source, stage coordinators and their workers,
 // sink, and a controller that watches them all and completes the run.
 
-#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
 
 #include "actorbus/runtime/runtime.hpp"
 
@@ -27,7 +27,7 @@
 #include <mutex>
 #include <stdexcept>
 
-namespace actorbus::actors::detail {
+namespace actorbus::pipeline::detail {
 
 /// A batch of items travelling between pipeline actors.
 struct batch {
@@ -35,11 +35,11 @@ struct batch {
   std::size_t size = 0;
 };
 
-} // namespace actorbus::actors::detail
+} // namespace actorbus::pipeline::detail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(actorbus::actors::detail::batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(actorbus::pipeline::detail::batch)
 
-namespace actorbus::actors {
+namespace actorbus::pipeline {
 
 namespace {
 
@@ -916,8 +916,6 @@ caf::expected<pipeline_handle> pipeline_plan::run(runtime::runtime& rt,
 
 // -- sources ------------------------------------------------------------------
 
-namespace pipeline {
-
 flow<int64_t> from_iota(int64_t first, int64_t last) {
   detail::plan_spec spec;
   spec.source.pull = [next = first, last](std::any& b,
@@ -957,6 +955,4 @@ flow<std::string> from_lines(const std::string& path) {
   return flow<std::string>{std::move(spec)};
 }
 
-} // namespace pipeline
-
-} // namespace actorbus::actors
+} // namespace actorbus::pipeline

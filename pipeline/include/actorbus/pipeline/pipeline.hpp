@@ -57,7 +57,7 @@
 #include <utility>
 #include <vector>
 
-namespace actorbus::actors {
+namespace actorbus::pipeline {
 
 /// Error codes of pipelines (category `pipeline`).
 enum class pipeline_errc : uint8_t {
@@ -111,7 +111,7 @@ struct error_policy {
   /// For `retry`: the module's retry policy (exponential backoff, jitter,
   /// retry_if, deadline), replacing `attempts` and `delay` when set. Its
   /// pauses run on the actor clock.
-  std::optional<retry_policy> backoff = std::nullopt;
+  std::optional<actors::retry_policy> backoff = std::nullopt;
 
   static error_policy skip() {
     return {error_action::skip};
@@ -126,7 +126,7 @@ struct error_policy {
                             error_action then = error_action::dead_letter) {
     return {error_action::retry, attempts, delay, then};
   }
-  static error_policy retry(retry_policy policy,
+  static error_policy retry(actors::retry_policy policy,
                             error_action then = error_action::dead_letter) {
     return {error_action::retry, policy.attempts, policy.first_delay, then,
             std::move(policy)};
@@ -489,8 +489,6 @@ private:
   detail::plan_spec spec_;
 };
 
-namespace pipeline {
-
 /// A source calling `next()` until it returns an empty optional.
 template <class T>
 flow<T> from_generator(std::function<std::optional<T>()> next) {
@@ -531,6 +529,4 @@ flow<int64_t> from_iota(int64_t first, int64_t last);
 /// `source_failed`.
 flow<std::string> from_lines(const std::string& path);
 
-} // namespace pipeline
-
-} // namespace actorbus::actors
+} // namespace actorbus::pipeline
