@@ -9,6 +9,7 @@
 //   SIZE: bytes, with an optional K/M/G suffix (default 8M).
 
 #include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "access_log.hpp"
@@ -26,7 +27,8 @@
 #include <string>
 #include <unistd.h>
 
-using namespace actorbus::pipeline;
+using actorbus::pipeline::pipeline_report;
+using actorbus::runtime::describe;
 using namespace std::chrono_literals;
 
 namespace {

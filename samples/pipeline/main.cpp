@@ -8,6 +8,7 @@
 // usage: pipeline [items=20]
 
 #include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include <fmt/core.h>
@@ -19,6 +20,7 @@
 #include <string>
 
 namespace pipeline = actorbus::pipeline;
+using actorbus::runtime::describe;
 using namespace std::chrono_literals;
 
 namespace {
@@ -84,10 +86,10 @@ int main(int argc, char** argv) {
   auto run = std::move(plan).run(
       rt, {.batch = 16, .on_error = [&](const pipeline::item_error& e) {
              fmt::print("skipped an item in {}: {}\n", e.stage,
-                        pipeline::describe(e.error));
+                        describe(e.error));
            }});
   if (!run) {
-    fmt::print("cannot start: {}\n", pipeline::describe(run.error()));
+    fmt::print("cannot start: {}\n", describe(run.error()));
     return 1;
   }
   auto report = run->wait(caf::timespan{60s});
@@ -104,7 +106,6 @@ int main(int argc, char** argv) {
                s.name, s.in, s.out, s.errors,
                std::chrono::duration<double, std::milli>(s.busy).count(),
                s.peak_queue_depth);
-  fmt::print("completed: {}\n",
-             report->ok() ? "ok" : pipeline::describe(report->error));
+  fmt::print("completed: {}\n", report->ok() ? "ok" : describe(report->error));
   return report->ok() && in_order ? 0 : 1;
 }
