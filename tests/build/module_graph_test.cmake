@@ -13,6 +13,10 @@
 # 3. Private dependencies stay private: no public header includes
 #    boost/interprocess or hiredis, and no module links Boost or hiredis
 #    publicly.
+# 4. Every module has include/actorbus/<module>/fwd.hpp and an umbrella
+#    header include/actorbus/<module>.hpp that includes each of its public
+#    headers (detail/ excluded); include/actorbus/all.hpp includes every
+#    umbrella.
 #
 # usage: cmake -DGRAPH=<build>/tests/build/module_graph.cmake
 #              -DSOURCE=<source dir> -P module_graph_test.cmake
@@ -125,6 +129,45 @@ foreach(m IN LISTS modules)
       endif()
     endforeach()
   endforeach()
+endforeach()
+
+# -- 4. fwd.hpp and umbrella headers -------------------------------------------
+
+# The headers `file` includes as "actorbus/...".
+function(included_headers file out)
+  set(names "")
+  if(EXISTS ${file})
+    file(STRINGS ${file} lines REGEX "^#include [<\"]actorbus/")
+    foreach(line IN LISTS lines)
+      if(line MATCHES "[<\"](actorbus/[^>\"]+)[>\"]")
+        list(APPEND names ${CMAKE_MATCH_1})
+      endif()
+    endforeach()
+  endif()
+  set(${out} "${names}" PARENT_SCOPE)
+endfunction()
+
+foreach(m IN LISTS modules)
+  set(inc ${dir_actorbus_${m}}/include/actorbus)
+  if(NOT EXISTS ${inc}/${m}/fwd.hpp)
+    fail("module ${m} has no include/actorbus/${m}/fwd.hpp")
+  endif()
+  if(NOT EXISTS ${inc}/${m}.hpp)
+    fail("module ${m} has no umbrella header include/actorbus/${m}.hpp")
+  endif()
+  included_headers(${inc}/${m}.hpp umbrella)
+  file(GLOB headers RELATIVE ${inc}/.. ${inc}/${m}/*.hpp)
+  foreach(h IN LISTS headers)
+    if(NOT h IN_LIST umbrella)
+      fail("actorbus/${m}.hpp does not include ${h}")
+    endif()
+  endforeach()
+endforeach()
+included_headers(${SOURCE}/include/actorbus/all.hpp everything)
+foreach(m IN LISTS modules)
+  if(NOT "actorbus/${m}.hpp" IN_LIST everything)
+    fail("actorbus/all.hpp does not include actorbus/${m}.hpp")
+  endif()
 endforeach()
 
 if(failures)

@@ -44,6 +44,7 @@
 
 #include "actorbus/actors/retry.hpp"
 #include "actorbus/pipeline/error.hpp"
+#include "actorbus/pipeline/fwd.hpp"
 #include "actorbus/runtime/fwd.hpp"
 
 #include <caf/actor.hpp>
