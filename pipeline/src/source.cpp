@@ -2,8 +2,6 @@
 // from the messages a bus subscription sends) as far as its downstream's
 // credit allows, in batches, then ends the stream.
 
-#include "actorbus/runtime/error.hpp"
-
 #include "run_state.hpp"
 
 #include <caf/behavior.hpp>

@@ -85,6 +85,13 @@ TEST_F(pipeline_bus_test, a_refused_publish_stops_the_run) {
   auto report = sut->wait(long_wait);
   ASSERT_TRUE(report);
   EXPECT_EQ(report->error, errc::sink_failed);
+  // The context says which publish the bus refused (and the bus's error).
+  auto text = describe(report->error);
+  EXPECT_EQ(text.rfind("pipeline.sink_failed: publish on 'bad..topic' "
+                       "refused: ",
+                       0),
+            0u)
+      << text;
 }
 
 TEST_F(pipeline_bus_test, a_topic_source_streams_published_events_in_order) {

@@ -359,6 +359,19 @@ TEST_F(pipeline_test, a_deadline_stops_the_run_on_time) {
   EXPECT_EQ(sys.registry().running(), 0u);
 }
 
+TEST_F(pipeline_test, a_throwing_source_fails_the_run_with_its_message) {
+  int64_t next = 0;
+  start(from_generator<int64_t>([&]() -> std::optional<int64_t> {
+          if (next == 3)
+            throw std::runtime_error("feed broke");
+          return next++;
+        }).to([](int64_t) {}),
+        {.batch = 1});
+  auto report = finished();
+  EXPECT_EQ(report.error, errc::source_failed);
+  EXPECT_EQ(describe(report.error), "pipeline.source_failed: feed broke");
+}
+
 TEST_F(pipeline_test, a_missing_file_is_a_clear_error) {
   auto h =
       from_lines("/nonexistent/access.log").to([](std::string) {}).run(sys);
@@ -372,9 +385,14 @@ TEST_F(pipeline_test, bad_options_are_rejected) {
                .then("x", [](int64_t& x) { return x; }, {.parallelism = 0})
                .to([](int64_t) {})
                .run(sys);
-  EXPECT_FALSE(h);
+  ASSERT_FALSE(h);
+  EXPECT_EQ(describe(h.error()), "caf.invalid_argument: "
+                                 "stage_options.parallelism: must be at least "
+                                 "1 (stage 'x')");
   auto h2 = from_iota(0, 1).to([](int64_t) {}).run(sys, {.batch = 0});
-  EXPECT_FALSE(h2);
+  ASSERT_FALSE(h2);
+  EXPECT_EQ(describe(h2.error()),
+            "caf.invalid_argument: run_options.batch: must be at least 1");
 }
 
 TEST_F(pipeline_test, a_throwing_sink_aborts_the_run) {
@@ -384,6 +402,7 @@ TEST_F(pipeline_test, a_throwing_sink_aborts_the_run) {
   }));
   auto report = finished();
   EXPECT_EQ(report.error, errc::sink_failed);
+  EXPECT_EQ(describe(report.error), "pipeline.sink_failed: disk full");
 }
 
 TEST_F(pipeline_test, a_million_items_pass_three_stages_with_none_lost) {
