@@ -6,7 +6,7 @@
 //    generated access log, against the Python script producing the same
 //    report (same size and seed) and the single-threaded C++ loop.
 
-#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "access_log.hpp"
@@ -21,7 +21,7 @@
 #include <string>
 #include <unistd.h>
 
-using namespace actorbus::actors;
+namespace pipeline = actorbus::pipeline;
 using namespace std::chrono_literals;
 
 namespace {

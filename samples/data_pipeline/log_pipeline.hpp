@@ -9,7 +9,7 @@
 // of a message is spread over hundreds of lines; every stage is unordered
 // because the report does not depend on the order of lines.
 
-#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
 
 #include "access_log.hpp"
 
@@ -18,9 +18,10 @@
 
 namespace access_log {
 
-inline actorbus::actors::pipeline_plan
+inline actorbus::pipeline::pipeline_plan
 make_plan(chunk_reader reader, std::shared_ptr<aggregate> total) {
-  using namespace actorbus::actors;
+  namespace pipeline = actorbus::pipeline;
+  using pipeline::stage_options;
   auto par = [](std::size_t n) {
     return stage_options{.parallelism = n, .ordered = false};
   };

@@ -8,7 +8,8 @@
 //                      [--report FILE] [--keep-log FILE] [--no-check]
 //   SIZE: bytes, with an optional K/M/G suffix (default 8M).
 
-#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "access_log.hpp"
@@ -27,7 +28,8 @@
 #include <string>
 #include <unistd.h>
 
-using namespace actorbus::actors;
+using actorbus::pipeline::pipeline_report;
+using actorbus::runtime::describe;
 using namespace std::chrono_literals;
 
 namespace {

@@ -7,7 +7,8 @@
 //
 // usage: pipeline [items=20]
 
-#include "actorbus/actors/pipeline.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
 #include "command_line.hpp"
@@ -19,7 +20,8 @@
 #include <stdexcept>
 #include <string>
 
-using namespace actorbus::actors;
+namespace pipeline = actorbus::pipeline;
+using actorbus::runtime::describe;
 using namespace std::chrono_literals;
 
 namespace {
@@ -68,7 +70,7 @@ int main(int argc, char** argv) {
                     throw std::invalid_argument("not a number");
                   return x;
                 },
-                {.on_error = error_policy::skip()})
+                {.on_error = pipeline::error_policy::skip()})
           .then("square", [](int64_t& x) { return std::make_pair(x, x * x); },
                 {.parallelism = 4, .ordered = true})
           .then("format",
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
             sum += r.square;
           });
   auto run = std::move(plan).run(
-      rt, {.batch = 16, .on_error = [&](const item_error& e) {
+      rt, {.batch = 16, .on_error = [&](const pipeline::item_error& e) {
              fmt::print("skipped an item in {}: {}\n", e.stage,
                         describe(e.error));
            }});

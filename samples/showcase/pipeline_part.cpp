@@ -3,9 +3,9 @@
 // a thread and an actor.
 
 #include "actorbus/actors/async_queue.hpp"
-#include "actorbus/actors/pipeline.hpp"
-#include "actorbus/actors/pipeline_bus.hpp"
 #include "actorbus/bus/event_bus.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/pipeline/pipeline_bus.hpp"
 
 #include "showcase.hpp"
 
@@ -21,6 +21,7 @@
 namespace {
 
 using namespace actorbus::actors;
+namespace pipeline = actorbus::pipeline;
 using namespace std::chrono_literals;
 
 int run_pipeline(actorbus::runtime::runtime& rt) {
@@ -37,7 +38,7 @@ int run_pipeline(actorbus::runtime::runtime& rt) {
                         },
                         {.parallelism = 2,
                          .ordered = true,
-                         .on_error = error_policy::skip()})
+                         .on_error = pipeline::error_policy::skip()})
                   .then("pass", [](int64_t& x) { return x; })
                   .to([&](int64_t x) {
                     ordered = ordered && x > last;

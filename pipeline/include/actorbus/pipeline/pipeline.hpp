@@ -3,6 +3,8 @@
 // Pipelines: a source, a chain of stages and a sink, each an actor, joined by
 // credit-based flow.
 //
+//   namespace pipeline = actorbus::pipeline;
+//   int64_t total = 0;
 //   auto plan = pipeline::from_iota(0, 1'000'000)
 //                   .then("square", [](int64_t& x) { return x * x; },
 //                         {.parallelism = 4, .ordered = true})
@@ -13,7 +15,9 @@
 // Flow: a stage asks its upstream for items (credit); it never holds more
 // than its `buffer` items (queued, being processed, waiting for downstream
 // credit), so memory stays flat whatever the input size. The sink grants
-// `sink_credit` items. Items travel in batches of at most `batch` items.
+// `sink_credit` items. Items travel in batches of at most `batch` items. A
+// full buffer never drops or refuses an item, so there is no overload policy
+// to choose: the stage just stops asking upstream.
 // End of stream is a message of its own that follows the last batch; no
 // value of the item type is reserved.
 //
@@ -25,7 +29,9 @@
 // one as they complete. A failure applies the stage's error policy: skip (and
 // report through `run_options::on_error`), retry (the item is passed again,
 // so a function that may be retried must not move from its argument), send
-// to dead letters, or abort the whole pipeline.
+// to the dead letters (a `failed_item` carrying the item), or abort the whole
+// pipeline. Errors are `errc` codes (error.hpp); `runtime::describe(err)`
+// prints them as "pipeline.item_failed: <what>".
 //
 // Completion: `pipeline_handle::wait` returns a report with per-stage
 // statistics once every actor of the run has exited. Cancellation, a
@@ -37,6 +43,8 @@
 // thread-safe.
 
 #include "actorbus/actors/retry.hpp"
+#include "actorbus/pipeline/error.hpp"
+#include "actorbus/pipeline/fwd.hpp"
 #include "actorbus/runtime/fwd.hpp"
 
 #include <caf/actor.hpp>
@@ -57,32 +65,7 @@
 #include <utility>
 #include <vector>
 
-namespace actorbus::actors {
-
-/// Error codes of pipelines (category `pipeline`).
-enum class pipeline_errc : uint8_t {
-  /// `cancel()` was called.
-  cancelled = 1,
-  /// The run's deadline passed before the end of the stream.
-  deadline_exceeded,
-  /// A stage function failed (exception or error) on an item.
-  item_failed,
-  /// The source failed (could not open its file, threw).
-  source_failed,
-  /// The sink threw.
-  sink_failed,
-  /// An actor of the pipeline exited abnormally.
-  actor_failed,
-};
-
-/// Makes a `caf::error` of category `pipeline` with a context message.
-caf::error make_error(pipeline_errc code, std::string what);
-
-/// Returns whether `err` is `code` of category `pipeline`.
-bool is(const caf::error& err, pipeline_errc code);
-
-/// Renders any error, ours readably ("pipeline.cancelled: ...").
-std::string describe(const caf::error& err);
+namespace actorbus::pipeline {
 
 /// What a stage does with an item whose function failed.
 enum class error_action {
@@ -111,7 +94,7 @@ struct error_policy {
   /// For `retry`: the module's retry policy (exponential backoff, jitter,
   /// retry_if, deadline), replacing `attempts` and `delay` when set. Its
   /// pauses run on the actor clock.
-  std::optional<retry_policy> backoff = std::nullopt;
+  std::optional<actors::retry_policy> backoff = std::nullopt;
 
   static error_policy skip() {
     return {error_action::skip};
@@ -126,7 +109,7 @@ struct error_policy {
                             error_action then = error_action::dead_letter) {
     return {error_action::retry, attempts, delay, then};
   }
-  static error_policy retry(retry_policy policy,
+  static error_policy retry(actors::retry_policy policy,
                             error_action then = error_action::dead_letter) {
     return {error_action::retry, policy.attempts, policy.backoff.min, then,
             std::move(policy)};
@@ -173,8 +156,10 @@ struct item_error {
   error_action action = error_action::skip;
 };
 
-/// An item given up on by a stage with a dead-letter policy.
-struct dead_letter {
+/// An item a stage gave up on (a dead letter of the pipeline): what the
+/// `dead_letter` action hands to `run_options::on_dead_letter` or keeps in
+/// the report.
+struct failed_item {
   std::string stage;
   caf::error error;
   /// The input item of the stage (`std::any_cast<In>` it).
@@ -194,7 +179,7 @@ struct run_options {
   std::function<void(const item_error&)> on_error = nullptr;
   /// Receives dead letters; when empty they are kept in the report (up to
   /// `max_kept_dead_letters`; the count in the statistics is exact).
-  std::function<void(dead_letter)> on_dead_letter = nullptr;
+  std::function<void(failed_item)> on_dead_letter = nullptr;
   std::size_t max_kept_dead_letters = 10'000;
 };
 
@@ -206,7 +191,7 @@ struct pipeline_report {
   /// run stopped (cancelled, deadline_exceeded, an aborting item's error...).
   caf::error error;
   /// Dead letters kept when no `on_dead_letter` was given.
-  std::vector<dead_letter> dead_letters;
+  std::vector<failed_item> dead_letters;
   caf::timespan elapsed{0};
 
   bool ok() const noexcept {
@@ -218,8 +203,9 @@ namespace detail {
 
 struct run_state;
 
-/// Type-erased parts of a plan. Batches are `std::vector<T>` inside an
-/// `std::any`.
+// Type-erased parts of a plan, filled in by the templates below. Batches are
+// `std::vector<T>` inside an `std::any`.
+
 /// What a push source makes of one message its actor received.
 enum class push_result {
   /// The message's item was appended to the batch.
@@ -327,8 +313,8 @@ template <class F, class In>
 using stage_output_t =
     typename detail::unwrap<std::decay_t<std::invoke_result_t<F&, In&>>>::type;
 
-/// The running (or finished) pipeline. Copies share the same run.
-/// Thread-safe.
+/// The running (or finished) pipeline. Copies share the same run; every
+/// member may be called from any thread.
 class pipeline_handle {
 public:
   explicit pipeline_handle(std::shared_ptr<detail::run_state> state);
@@ -489,8 +475,6 @@ private:
   detail::plan_spec spec_;
 };
 
-namespace pipeline {
-
 /// A source calling `next()` until it returns an empty optional.
 template <class T>
 flow<T> from_generator(std::function<std::optional<T>()> next) {
@@ -531,6 +515,4 @@ flow<int64_t> from_iota(int64_t first, int64_t last);
 /// `source_failed`.
 flow<std::string> from_lines(const std::string& path);
 
-} // namespace pipeline
-
-} // namespace actorbus::actors
+} // namespace actorbus::pipeline

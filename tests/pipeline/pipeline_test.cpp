@@ -1,77 +1,37 @@
-#include "actorbus/actors/pipeline.hpp"
-
-#include "actorbus/actors/pipeline_bus.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 
-#include "deterministic_fixture.hpp"
+#include "pipeline_fixture.hpp"
 
-#include <caf/actor_cast.hpp>
 #include <caf/actor_registry.hpp>
-#include <caf/resumable.hpp>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <numeric>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-using namespace actorbus::actors;
+using namespace actorbus::pipeline;
+using actorbus::actors::retry_policy;
+using actorbus::runtime::describe;
+using actorbus::test::long_wait;
 using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto long_wait = caf::timespan{30s};
-
-class pipeline_test : public actorbus::test::deterministic_fixture {
-protected:
-  /// Starts `plan` on the deterministic system.
-  void start(pipeline_plan plan, run_options opts = {}) {
-    auto h = std::move(plan).run(sys, std::move(opts));
-    ASSERT_TRUE(h) << describe(h.error());
-    sut.emplace(*h);
-  }
-
-  /// Starts `plan` on a runtime with real threads.
-  void start_threaded(pipeline_plan plan, run_options opts = {}) {
-    auto h = std::move(plan).run(rt, std::move(opts));
-    ASSERT_TRUE(h) << describe(h.error());
-    sut.emplace(*h);
-  }
-
-  /// The report of a run that the deterministic scheduler finished.
-  pipeline_report finished() {
-    run();
-    auto r = sut->wait(caf::timespan{0});
-    if (!r) {
-      ADD_FAILURE() << "the pipeline has not finished";
-      return {};
-    }
-    return std::move(*r);
-  }
-
-  /// Runs every job except those of `stalled`.
-  void run_all_but(const caf::actor& stalled) {
-    auto* r = dynamic_cast<caf::resumable*>(
-        caf::actor_cast<caf::abstract_actor*>(stalled));
-    sched.run_jobs_filtered([r](caf::resumable* x) { return x != r; });
-  }
-
-  actorbus::runtime::runtime rt;
-  std::optional<pipeline_handle> sut;
-};
+class pipeline_test : public actorbus::test::pipeline_fixture {};
 
 } // namespace
 
 TEST_F(pipeline_test, items_flow_through_every_stage_to_the_sink) {
   collector<std::string> out;
-  start(pipeline::from_iota(0, 1000)
+  start(from_iota(0, 1000)
             .then("double", [](int64_t& x) { return x * 2; })
             .then("text", [](int64_t& x) { return std::to_string(x); })
             .to(out),
@@ -92,7 +52,7 @@ TEST_F(pipeline_test, items_flow_through_every_stage_to_the_sink) {
 
 TEST_F(pipeline_test, a_filter_drops_items_and_the_stats_say_so) {
   collector<int64_t> out;
-  start(pipeline::from_iota(0, 100)
+  start(from_iota(0, 100)
             .filter("even", [](const int64_t& x) { return x % 2 == 0; })
             .to(out),
         {.batch = 8});
@@ -109,7 +69,7 @@ TEST_F(pipeline_test,
   std::atomic<int> concurrent{0};
   std::atomic<int> max_concurrent{0};
   start_threaded(
-      pipeline::from_iota(0, 2000)
+      from_iota(0, 2000)
           .then("jittery",
                 [&, rng = std::minstd_rand{42}](int64_t& x) mutable {
                   auto now = ++concurrent;
@@ -138,7 +98,7 @@ TEST_F(pipeline_test,
 
 TEST_F(pipeline_test, an_unordered_parallel_stage_delivers_every_item) {
   collector<int64_t> out;
-  start(pipeline::from_iota(0, 500)
+  start(from_iota(0, 500)
             .then("plus1", [](int64_t& x) { return x + 1; },
                   {.parallelism = 3, .ordered = false})
             .to(out),
@@ -154,7 +114,7 @@ TEST_F(pipeline_test, an_unordered_parallel_stage_delivers_every_item) {
 
 TEST_F(pipeline_test, a_stalled_sink_bounds_in_flight_items_to_the_credit) {
   std::size_t consumed = 0;
-  start(pipeline::from_iota(0, 100'000)
+  start(from_iota(0, 100'000)
             .then("a", [](int64_t& x) { return x; }, {.buffer = 16})
             .then("b", [](int64_t& x) { return x; },
                   {.parallelism = 2, .buffer = 24})
@@ -182,12 +142,11 @@ TEST_F(pipeline_test, a_stalled_sink_bounds_in_flight_items_to_the_credit) {
 TEST_F(pipeline_test, the_skip_policy_drops_failed_items_and_reports_them) {
   collector<int64_t> out;
   std::vector<std::string> reported;
-  start(pipeline::from_iota(0, 10)
+  start(from_iota(0, 10)
             .then("no-threes",
                   [](int64_t& x) -> caf::expected<int64_t> {
                     if (x % 3 == 0)
-                      return make_error(pipeline_errc::item_failed,
-                                        "multiple of three");
+                      return make_error(errc::item_failed, "multiple of three");
                     return x;
                   },
                   {.on_error = error_policy::skip()})
@@ -206,7 +165,7 @@ TEST_F(pipeline_test, the_skip_policy_drops_failed_items_and_reports_them) {
 TEST_F(pipeline_test, the_retry_policy_tries_again_after_the_delay) {
   collector<int64_t> out;
   std::map<int64_t, int> tries;
-  start(pipeline::from_iota(0, 4)
+  start(from_iota(0, 4)
             .then("flaky",
                   [&](int64_t& x) -> int64_t {
                     // Item 2 fails twice, then succeeds.
@@ -239,7 +198,7 @@ TEST_F(pipeline_test, the_retry_policy_of_the_module_backs_off_exponentially) {
   backoff.attempts = 4;
   backoff.backoff.min = caf::timespan{100ms};
   backoff.backoff.multiplier = 2.0;
-  start(pipeline::from_iota(0, 1)
+  start(from_iota(0, 1)
             .then("flaky",
                   [&](int64_t& x) -> int64_t {
                     if (++tries < 4)
@@ -267,7 +226,7 @@ TEST_F(pipeline_test, the_retry_policy_of_the_module_backs_off_exponentially) {
 TEST_F(pipeline_test, an_invalid_retry_policy_is_rejected_at_start) {
   retry_policy backoff;
   backoff.attempts = 0;
-  auto h = pipeline::from_iota(0, 1)
+  auto h = from_iota(0, 1)
                .then("x", [](int64_t& x) { return x; },
                      {.on_error = error_policy::retry(backoff)})
                .to([](int64_t) {})
@@ -277,7 +236,7 @@ TEST_F(pipeline_test, an_invalid_retry_policy_is_rejected_at_start) {
 
 TEST_F(pipeline_test, an_item_that_exhausts_its_retries_goes_to_dead_letters) {
   collector<int64_t> out;
-  start(pipeline::from_iota(0, 6)
+  start(from_iota(0, 6)
             .then("odd-fails",
                   [](int64_t& x) -> int64_t {
                     if (x % 2 == 1)
@@ -302,11 +261,11 @@ TEST_F(pipeline_test, an_item_that_exhausts_its_retries_goes_to_dead_letters) {
 TEST_F(pipeline_test, the_dead_letter_policy_hands_items_to_the_callback) {
   std::vector<std::string> dead;
   std::size_t delivered = 0;
-  start(pipeline::from_vector<std::string>({"1", "x", "3", "y"})
+  start(from_vector<std::string>({"1", "x", "3", "y"})
             .then("parse", [](std::string& s) { return std::stoi(s); },
                   {.on_error = error_policy::dead_letter()})
             .to([&](int) { ++delivered; }),
-        {.on_dead_letter = [&](dead_letter d) {
+        {.on_dead_letter = [&](failed_item d) {
           dead.push_back(std::any_cast<std::string>(d.item));
         }});
   auto report = finished();
@@ -318,7 +277,7 @@ TEST_F(pipeline_test, the_dead_letter_policy_hands_items_to_the_callback) {
 
 TEST_F(pipeline_test, the_abort_policy_stops_upstream_and_downstream) {
   std::size_t delivered = 0;
-  start(pipeline::from_iota(0, 1'000'000)
+  start(from_iota(0, 1'000'000)
             .then("boom",
                   [](int64_t& x) -> int64_t {
                     if (x == 100)
@@ -330,7 +289,7 @@ TEST_F(pipeline_test, the_abort_policy_stops_upstream_and_downstream) {
             .to([&](int64_t) { ++delivered; }),
         {.batch = 10});
   auto report = finished();
-  EXPECT_TRUE(is(report.error, pipeline_errc::item_failed));
+  EXPECT_EQ(report.error, errc::item_failed);
   EXPECT_EQ(describe(report.error), "pipeline.item_failed: item 100 is bad");
   EXPECT_EQ(report.stages[1].errors, 1u);
   // The source stopped long before the end of its range, and nothing after
@@ -343,7 +302,7 @@ TEST_F(pipeline_test, the_abort_policy_stops_upstream_and_downstream) {
 TEST_F(pipeline_test, cancelling_mid_flight_leaves_no_actor_running) {
   auto before = sys.registry().running();
   std::size_t delivered = 0;
-  start(pipeline::from_iota(0, 1'000'000)
+  start(from_iota(0, 1'000'000)
             .then("a", [](int64_t& x) { return x; }, {.parallelism = 2})
             .then("b", [](int64_t& x) { return x; })
             .to([&](int64_t) { ++delivered; }),
@@ -355,7 +314,7 @@ TEST_F(pipeline_test, cancelling_mid_flight_leaves_no_actor_running) {
   EXPECT_GT(sut->stats()[0].out, 0u);
   sut->cancel();
   auto report = finished();
-  EXPECT_TRUE(is(report.error, pipeline_errc::cancelled));
+  EXPECT_EQ(report.error, errc::cancelled);
   EXPECT_LT(delivered, 1'000'000u);
   EXPECT_TRUE(sut->actors().empty());
   EXPECT_EQ(sys.registry().running(), before);
@@ -364,24 +323,24 @@ TEST_F(pipeline_test, cancelling_mid_flight_leaves_no_actor_running) {
 TEST_F(pipeline_test, cancelling_a_threaded_run_completes_it_promptly) {
   std::atomic<std::size_t> delivered{0};
   start_threaded(
-      pipeline::from_iota(0, 1'000'000'000)
+      from_iota(0, 1'000'000'000)
           .then("a", [](int64_t& x) { return x; }, {.parallelism = 2})
           .to([&](int64_t) { ++delivered; }));
   EXPECT_EQ(sut->wait(caf::timespan{1ms}).error(), caf::sec::request_timeout);
   sut->cancel();
   auto report = sut->wait(long_wait);
   ASSERT_TRUE(report);
-  EXPECT_TRUE(is(report->error, pipeline_errc::cancelled));
+  EXPECT_EQ(report->error, errc::cancelled);
   EXPECT_TRUE(sut->actors().empty());
 }
 
 TEST_F(pipeline_test, a_deadline_stops_the_run_on_time) {
   start(
-      pipeline::from_iota(0, 100)
+      from_iota(0, 100)
           .then("slow",
                 [](int64_t& x) -> caf::expected<int64_t> {
                   if (x == 50)
-                    return make_error(pipeline_errc::item_failed, "later");
+                    return make_error(errc::item_failed, "later");
                   return x;
                 },
                 // Item 50 retries every second, practically forever.
@@ -396,42 +355,60 @@ TEST_F(pipeline_test, a_deadline_stops_the_run_on_time) {
   }
   run_after(caf::timespan{1s});
   auto report = finished();
-  EXPECT_TRUE(is(report.error, pipeline_errc::deadline_exceeded));
+  EXPECT_EQ(report.error, errc::deadline_exceeded);
   EXPECT_EQ(sys.registry().running(), 0u);
 }
 
+TEST_F(pipeline_test, a_throwing_source_fails_the_run_with_its_message) {
+  int64_t next = 0;
+  start(from_generator<int64_t>([&]() -> std::optional<int64_t> {
+          if (next == 3)
+            throw std::runtime_error("feed broke");
+          return next++;
+        }).to([](int64_t) {}),
+        {.batch = 1});
+  auto report = finished();
+  EXPECT_EQ(report.error, errc::source_failed);
+  EXPECT_EQ(describe(report.error), "pipeline.source_failed: feed broke");
+}
+
 TEST_F(pipeline_test, a_missing_file_is_a_clear_error) {
-  auto h = pipeline::from_lines("/nonexistent/access.log")
-               .to([](std::string) {})
-               .run(sys);
+  auto h =
+      from_lines("/nonexistent/access.log").to([](std::string) {}).run(sys);
   ASSERT_FALSE(h);
   EXPECT_EQ(describe(h.error()),
             "pipeline.source_failed: cannot open '/nonexistent/access.log'");
 }
 
 TEST_F(pipeline_test, bad_options_are_rejected) {
-  auto h = pipeline::from_iota(0, 1)
+  auto h = from_iota(0, 1)
                .then("x", [](int64_t& x) { return x; }, {.parallelism = 0})
                .to([](int64_t) {})
                .run(sys);
-  EXPECT_FALSE(h);
-  auto h2 = pipeline::from_iota(0, 1).to([](int64_t) {}).run(sys, {.batch = 0});
-  EXPECT_FALSE(h2);
+  ASSERT_FALSE(h);
+  EXPECT_EQ(describe(h.error()), "caf.invalid_argument: "
+                                 "stage_options.parallelism: must be at least "
+                                 "1 (stage 'x')");
+  auto h2 = from_iota(0, 1).to([](int64_t) {}).run(sys, {.batch = 0});
+  ASSERT_FALSE(h2);
+  EXPECT_EQ(describe(h2.error()),
+            "caf.invalid_argument: run_options.batch: must be at least 1");
 }
 
 TEST_F(pipeline_test, a_throwing_sink_aborts_the_run) {
-  start(pipeline::from_iota(0, 100).to([](int64_t x) {
+  start(from_iota(0, 100).to([](int64_t x) {
     if (x == 5)
       throw std::runtime_error("disk full");
   }));
   auto report = finished();
-  EXPECT_TRUE(is(report.error, pipeline_errc::sink_failed));
+  EXPECT_EQ(report.error, errc::sink_failed);
+  EXPECT_EQ(describe(report.error), "pipeline.sink_failed: disk full");
 }
 
 TEST_F(pipeline_test, a_million_items_pass_three_stages_with_none_lost) {
   std::atomic<uint64_t> count{0};
   std::atomic<int64_t> sum{0};
-  start_threaded(pipeline::from_iota(0, 1'000'000)
+  start_threaded(from_iota(0, 1'000'000)
                      .then("inc", [](int64_t& x) { return x + 1; })
                      .then("twice", [](int64_t& x) { return 2 * x; },
                            {.parallelism = 2, .ordered = false})
@@ -452,211 +429,4 @@ TEST_F(pipeline_test, a_million_items_pass_three_stages_with_none_lost) {
       EXPECT_EQ(s.in, 1'000'000u) << s.name;
     }
   }
-}
-
-TEST_F(pipeline_test, a_topic_sink_publishes_every_item_in_order) {
-  actorbus::bus::event_bus bus{rt.system()};
-  std::mutex mtx;
-  std::condition_variable cv;
-  std::vector<int64_t> seen;
-  auto sub = bus.subscribe<int64_t>("numbers.*", [&](const int64_t& x) {
-    std::lock_guard<std::mutex> guard{mtx};
-    seen.push_back(x);
-    cv.notify_all();
-  });
-  ASSERT_TRUE(sub);
-  start_threaded(pipeline::from_iota(0, 500)
-                     .then("double", [](int64_t& x) { return 2 * x; },
-                           {.parallelism = 2, .ordered = true})
-                     .to(pipeline::to_topic<int64_t>(bus, "numbers.doubled")));
-  auto report = sut->wait(long_wait);
-  ASSERT_TRUE(report);
-  ASSERT_TRUE(report->ok()) << describe(report->error);
-  std::unique_lock<std::mutex> guard{mtx};
-  ASSERT_TRUE(
-      cv.wait_for(guard, long_wait, [&] { return seen.size() == 500; }));
-  for (int64_t i = 0; i < 500; ++i)
-    ASSERT_EQ(seen[i], 2 * i);
-}
-
-TEST_F(pipeline_test, a_refused_publish_stops_the_run) {
-  actorbus::bus::event_bus bus{rt.system()};
-  start_threaded(pipeline::from_iota(0, 10).to(
-      pipeline::to_topic<int64_t>(bus, "bad..topic")));
-  auto report = sut->wait(long_wait);
-  ASSERT_TRUE(report);
-  EXPECT_TRUE(is(report->error, pipeline_errc::sink_failed));
-}
-
-// -- topic source
-// --------------------------------------------------------------
-
-namespace {
-
-namespace bus = actorbus::bus;
-
-/// Counts the bus's dead letters (callbacks run in the bus's courier).
-struct dead_letter_counter {
-  explicit dead_letter_counter(bus::event_bus& b) {
-    sub = b.subscribe<bus::dead_letter>(
-        bus::dead_letter_topic, [this](const bus::dead_letter& x) {
-          std::lock_guard<std::mutex> guard{mtx};
-          reasons.push_back(x.reason);
-          cv.notify_all();
-        });
-  }
-
-  /// Waits until `n` dead letters arrived (threaded systems only).
-  bool wait_for(std::size_t n) {
-    std::unique_lock<std::mutex> guard{mtx};
-    return cv.wait_for(guard, long_wait, [&] { return reasons.size() >= n; });
-  }
-
-  std::size_t count() {
-    std::lock_guard<std::mutex> guard{mtx};
-    return reasons.size();
-  }
-
-  std::mutex mtx;
-  std::condition_variable cv;
-  std::vector<bus::dead_letter_reason> reasons;
-  caf::expected<bus::subscription> sub{caf::sec::none};
-};
-
-} // namespace
-
-TEST_F(pipeline_test, a_topic_source_streams_published_events_in_order) {
-  bus::event_bus events{rt.system()};
-  collector<int64_t> out;
-  // The publisher may wait for the source's courier, which a loaded or
-  // sanitized machine may starve for longer than the default second.
-  bus::subscription_options patient{.block_timeout = long_wait};
-  start_threaded(
-      pipeline::from_topic<int64_t>(
-          events, "numbers.*", {.subscription = patient, .max_items = 2000})
-          .then("double", [](int64_t& x) { return 2 * x; },
-                {.parallelism = 2, .ordered = true})
-          .to(out),
-      {.batch = 16});
-  for (int64_t i = 0; i < 2000; ++i)
-    ASSERT_FALSE(
-        events.publish(i % 2 == 0 ? "numbers.even" : "numbers.odd", i));
-  auto report = sut->wait(long_wait);
-  ASSERT_TRUE(report);
-  ASSERT_TRUE(report->ok()) << describe(report->error);
-  ASSERT_EQ(out.items().size(), 2000u);
-  for (int64_t i = 0; i < 2000; ++i)
-    ASSERT_EQ(out.items()[i], 2 * i);
-  EXPECT_EQ(report->stages.front().out, 2000u);
-  // The stream ended: the source's subscription is gone.
-  EXPECT_EQ(events.subscription_count(), 0u);
-}
-
-TEST_F(pipeline_test,
-       a_stalled_pipeline_holds_publishers_to_the_subscription_bound) {
-  bus::event_bus events{sys};
-  bus::subscription_options sub{
-      .capacity = 8, .policy = bus::overload_policy::fail, .max_in_flight = 4};
-  collector<int64_t> out;
-  start(pipeline::from_topic<int64_t>(
-            events, "ticks",
-            {.subscription = sub,
-             .end_when = [](const int64_t& x) { return x < 0; }})
-            .to(out),
-        {.batch = 4, .sink_credit = 4});
-  auto sink = sut->actors()[1];
-  std::vector<int64_t> accepted;
-  std::size_t refused = 0;
-  for (int64_t i = 0; i < 100; ++i) {
-    if (auto err = events.publish("ticks", i))
-      ++refused;
-    else
-      accepted.push_back(i);
-    run_all_but(sink);
-  }
-  // The sink's credit plus the subscription's capacity (which counts the
-  // events the source holds unacknowledged): that much is accepted while
-  // the sink stalls, the rest is refused.
-  EXPECT_EQ(accepted.size(), 4u + 8u);
-  EXPECT_EQ(refused, 100u - accepted.size());
-  EXPECT_EQ(sut->stats().front().out, 4u);
-  EXPECT_LE(sut->stats().front().peak_queue_depth, 4u);
-  // Unstalled, everything accepted arrives, in order, and -1 ends it.
-  run();
-  ASSERT_FALSE(events.publish("ticks", int64_t{-1}));
-  auto report = finished();
-  ASSERT_TRUE(report.ok()) << describe(report.error);
-  EXPECT_EQ(out.items(), accepted);
-}
-
-TEST_F(pipeline_test, a_topic_source_ends_after_its_idle_timeout) {
-  bus::event_bus events{sys};
-  collector<std::string> out;
-  start(pipeline::from_topic<std::string>(events, "log.#",
-                                          {.idle_timeout = caf::timespan{1s}})
-            .to(out));
-  ASSERT_FALSE(events.publish("log.app", std::string{"a"}));
-  ASSERT_FALSE(events.publish("log.app.db", std::string{"b"}));
-  run();
-  run_after(caf::timespan{1s});
-  EXPECT_FALSE(sut->done()); // an event came within the first period
-  run_after(caf::timespan{1s});
-  auto report = finished();
-  ASSERT_TRUE(report.ok()) << describe(report.error);
-  EXPECT_EQ(out.items(), (std::vector<std::string>{"a", "b"}));
-}
-
-TEST_F(pipeline_test, events_of_another_type_become_dead_letters_of_the_bus) {
-  bus::event_bus events{rt.system()};
-  dead_letter_counter dead{events};
-  ASSERT_TRUE(dead.sub);
-  collector<int64_t> out;
-  start_threaded(
-      pipeline::from_topic<int64_t>(events, "in.*", {.max_items = 2}).to(out));
-  ASSERT_FALSE(events.publish("in.a", std::string{"not a number"}));
-  ASSERT_FALSE(events.publish("in.a", int64_t{1}));
-  ASSERT_FALSE(events.publish("in.b", int64_t{2}));
-  auto report = sut->wait(long_wait);
-  ASSERT_TRUE(report);
-  ASSERT_TRUE(report->ok()) << describe(report->error);
-  EXPECT_EQ(out.items(), (std::vector<int64_t>{1, 2}));
-  ASSERT_TRUE(dead.wait_for(1));
-  EXPECT_EQ(dead.count(), 1u);
-  EXPECT_EQ(dead.reasons.front(), bus::dead_letter_reason::handler_failed);
-}
-
-TEST_F(pipeline_test, cancelling_a_topic_source_dead_letters_what_it_held) {
-  bus::event_bus events{sys};
-  dead_letter_counter dead{events};
-  ASSERT_TRUE(dead.sub);
-  std::size_t consumed = 0;
-  start(pipeline::from_topic<int64_t>(
-            events, "jobs",
-            {.subscription = {.capacity = 64, .max_in_flight = 8}})
-            .to([&](int64_t) { ++consumed; }),
-        {.batch = 4, .sink_credit = 4});
-  auto sink = sut->actors()[1];
-  for (int64_t i = 0; i < 40; ++i) {
-    ASSERT_FALSE(events.publish("jobs", i));
-    run_all_but(sink);
-  }
-  sut->cancel();
-  auto report = finished();
-  EXPECT_TRUE(is(report.error, pipeline_errc::cancelled));
-  // Every event is accounted for: passed into the pipeline (consumed, or
-  // dropped in flight by the cancel like any item), or a dead letter (held
-  // by the source, or still queued in the bus).
-  auto passed = sut->stats().front().out;
-  EXPECT_GE(passed, 4u);
-  EXPECT_LE(consumed, passed);
-  EXPECT_EQ(dead.count(), 40u - passed);
-  EXPECT_EQ(events.subscription_count(), 1u); // only the dead-letter counter
-}
-
-TEST_F(pipeline_test, an_invalid_topic_pattern_fails_the_run_at_start) {
-  bus::event_bus events{sys};
-  auto h =
-      pipeline::from_topic<int64_t>(events, "a..b").to([](int64_t) {}).run(sys);
-  ASSERT_FALSE(h);
-  EXPECT_TRUE(is(h.error(), pipeline_errc::source_failed));
 }

@@ -3,10 +3,11 @@
 // Pipelines and the event bus: a source reading a topic pattern and a sink
 // publishing on a topic.
 //
-//   auto plan = pipeline::from_topic<order>(bus, "orders.*", {.max_items =
-//   1000})
-//                   .then("price", [](order& o) { return o.total(); })
-//                   .to(pipeline::to_topic<double>(bus, "orders.priced"));
+//   namespace pipeline = actorbus::pipeline;
+//   auto plan =
+//       pipeline::from_topic<order>(bus, "orders.*", {.max_items = 1000})
+//           .then("price", [](order& o) { return o.total(); })
+//           .to(pipeline::to_topic<double>(bus, "orders.priced"));
 //
 // Source: `run` subscribes the pipeline's source actor to the pattern (as
 // an actor subscriber) before it returns, so nothing published afterwards
@@ -15,28 +16,29 @@
 // `max_in_flight` events in its source, and the subscription at most
 // `capacity` events in all (those included); then the subscription's
 // overload policy applies (block the publisher, drop and count, fail the
-// publish). Nothing is lost
-// silently: events of another type, and events the source held when the run
-// stopped (cancel, deadline, abort), go to the bus's dead letters. Events of
-// one publisher keep their order. A topic has no end of its own: the stream
-// ends after `max_items` items, at the first item for which `end_when`
-// returns true (that item is not passed on), or after `idle_timeout` without
-// an event (measured on the actor clock, so the end comes between one and
-// two timeouts after the last event); otherwise it runs until cancelled or
+// publish). Nothing is lost silently: events of another type, and events the
+// source held when the run stopped (cancel, deadline, abort), go to the bus's
+// dead letters. Events of one publisher keep their order. A topic has no end of
+// its own: the stream ends after `max_items` items, at the first item for which
+// `end_when` returns true (that item is not passed on), or after `idle_timeout`
+// without an event (measured on the actor clock, so the end comes between one
+// and two timeouts after the last event); otherwise it runs until cancelled or
 // its deadline.
 //
 // Sink: publishes from its actor, one item at a time, in arrival order, so
 // each subscriber sees the items in that order. A publish the bus refuses
 // (invalid topic, closed bus, a subscriber with the `fail` policy full, a
 // `block` subscriber timing out) stops the whole run with `sink_failed`,
-// naming the bus's error.
+// whose context names the bus's error ("publish on 'x' refused:
+// bus.<code>: ...").
 //
 // Item types must be CAF message types (built-in or registered). The bus
 // must outlive the run.
 
-#include "actorbus/actors/pipeline.hpp"
 #include "actorbus/bus/event_bus.hpp"
 #include "actorbus/bus/topic.hpp"
+#include "actorbus/pipeline/pipeline.hpp"
+#include "actorbus/runtime/error.hpp"
 
 #include <caf/actor_addr.hpp>
 #include <caf/message.hpp>
@@ -49,7 +51,7 @@
 #include <string>
 #include <utility>
 
-namespace actorbus::actors::pipeline {
+namespace actorbus::pipeline {
 
 /// Options of a topic source.
 template <class T>
@@ -75,7 +77,7 @@ flow<T> from_topic(bus::event_bus& bus, std::string pattern,
   detail::plan_spec spec;
   spec.source.name = "topic " + pattern;
   if (!bus::is_valid_pattern(pattern))
-    spec.source.error = make_error(pipeline_errc::source_failed,
+    spec.source.error = make_error(errc::source_failed,
                                    "invalid topic pattern '" + pattern + "'");
   spec.source.make_batch = &detail::make_batch<T>;
   detail::push_spec push;
@@ -118,8 +120,8 @@ auto to_topic(bus::event_bus& bus, std::string topic) {
   return [&bus, topic = std::move(topic)](T&& x) {
     if (auto err = bus.publish(topic, std::move(x)))
       throw std::runtime_error("publish on '" + topic +
-                               "' refused: " + caf::to_string(err));
+                               "' refused: " + runtime::describe(err));
   };
 }
 
-} // namespace actorbus::actors::pipeline
+} // namespace actorbus::pipeline
