@@ -7,5 +7,6 @@
 #include "actorbus/queue/codec.hpp"
 #include "actorbus/queue/config.hpp"
 #include "actorbus/queue/embedded_redis.hpp"
+#include "actorbus/queue/error.hpp"
 #include "actorbus/queue/fwd.hpp"
 #include "actorbus/queue/worker.hpp"

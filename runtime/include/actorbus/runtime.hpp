@@ -10,6 +10,7 @@
 #include "actorbus/runtime/fwd.hpp"
 #include "actorbus/runtime/log.hpp"
 #include "actorbus/runtime/overload.hpp"
+#include "actorbus/runtime/process.hpp"
 #include "actorbus/runtime/registry.hpp"
 #include "actorbus/runtime/runtime.hpp"
 #include "actorbus/runtime/signals.hpp"
