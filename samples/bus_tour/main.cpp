@@ -62,10 +62,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "usage: bus_tour [N]  (20 <= N <= 10000000)\n");
     return 2;
   }
-  rt::runtime_config cfg;
-  bus::add_bus_types(cfg);
-  rt::runtime sys{std::move(cfg)};
-  bus::event_bus events{sys.system()};
+  rt::runtime sys;
+  bus::event_bus events{sys};
 
   // Dead letters, by reason.
   std::mutex dead_mtx;

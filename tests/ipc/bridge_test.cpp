@@ -1,5 +1,6 @@
 #include "actorbus/ipc/bridge.hpp"
 #include "actorbus/ipc/frame.hpp"
+#include "actorbus/runtime/error.hpp"
 
 #include "channel_peer.hpp"
 
@@ -51,7 +52,7 @@ bus::subscription_options patient() {
 }
 
 void configure(caf::actor_system_config& cfg) {
-  bus::add_bus_types(cfg);
+  actorbus::runtime::add_error_renderers(cfg);
   cfg.add_message_type<quote>("quote");
 }
 
