@@ -35,8 +35,9 @@ struct line_allocator {
         ::operator new (bytes(n), std::align_val_t{cache_line}));
   }
 
-  void deallocate(T* ptr, std::size_t n) noexcept {
-    ::operator delete (ptr, bytes(n), std::align_val_t{cache_line});
+  // Unsized: clang++-14 has no sized deallocation unless -fsized-deallocation.
+  void deallocate(T* ptr, std::size_t) noexcept {
+    ::operator delete (ptr, std::align_val_t{cache_line});
   }
 
   friend bool operator==(line_allocator, line_allocator) noexcept {
