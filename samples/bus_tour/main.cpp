@@ -68,9 +68,8 @@ int main(int argc, char** argv) {
   rt::runtime_config cfg;
   if (auto rc = actorbus::samples::parse_command_line(app, cfg, argc, argv))
     return *rc;
-  bus::add_bus_types(cfg);
   rt::runtime sys{std::move(cfg)};
-  bus::event_bus events{sys.system()};
+  bus::event_bus events{sys};
 
   // Dead letters, by reason.
   std::mutex dead_mtx;

@@ -1,6 +1,7 @@
 #include "actorbus/ipc/bridge.hpp"
 
 #include "actorbus/ipc/frame.hpp"
+#include "actorbus/runtime/error.hpp"
 
 #include "channel_peer.hpp"
 
@@ -52,7 +53,7 @@ bus::subscription_options patient() {
 }
 
 void configure(caf::actor_system_config& cfg) {
-  bus::add_bus_types(cfg);
+  actorbus::runtime::add_error_renderers(cfg);
   cfg.add_message_type<quote>("quote");
 }
 

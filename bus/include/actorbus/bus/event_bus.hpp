@@ -30,103 +30,67 @@
 // acknowledgement that `subscription::cancel` waits for. An actor that dies
 // is unsubscribed and reported.
 //
-// Lifetime: the event_bus must be destroyed before its actor system. Its
-// destructor cancels every subscription (waiting for running callbacks and
-// for events in flight to actors, at most the longest `cancel_timeout`) and
-// stops the couriers; subscription handles may outlive it (they are then
-// inactive). Callbacks must not outlive what they capture: cancel, or
-// destroy the bus, first.
+// Lifetime: a bus made on a `runtime::runtime` is tracked by it: the
+// runtime's shutdown stops the couriers and closes the bus, so the bus may
+// outlive the runtime (then closed). A bus made on a plain actor system
+// must be destroyed before that system. The destructor cancels every
+// subscription (waiting for running callbacks and for events in flight to
+// actors, at most the longest `cancel_timeout`) and stops the couriers;
+// subscription handles may outlive it (they are then inactive). Callbacks
+// must not outlive what they capture: cancel, or destroy the bus, first.
+//
+// Errors are `bus::errc` (error.hpp); they print as "bus.<code>: ...".
 //
 // Clocks: `block_timeout` and the `gather` deadline are real time (they
 // bound waits of non-actor threads); nothing in the bus uses actor timers.
 
+#include "actorbus/bus/error.hpp"
 #include "actorbus/bus/fwd.hpp"
 #include "actorbus/bus/topic.hpp"
+#include "actorbus/runtime/fwd.hpp"
+#include "actorbus/runtime/overload.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/atom.hpp>
 #include <caf/error.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/expected.hpp>
+#include <caf/local_actor.hpp>
 #include <caf/message.hpp>
 #include <caf/meta/type_name.hpp>
-#include <caf/sec.hpp>
 #include <caf/timespan.hpp>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace actorbus::bus {
 
-// -- errors -------------------------------------------------------------------
-
-/// Errors of the bus, in CAF's error category `bus`.
-enum class errc : std::uint8_t {
-  /// The topic name is empty or malformed.
-  invalid_topic = 1,
-  /// The subscription pattern is empty or malformed.
-  invalid_pattern,
-  /// A subscription with `overload_policy::fail` had a full queue.
-  queue_full,
-  /// A subscription with `overload_policy::block` stayed full until its
-  /// `block_timeout`.
-  publish_timeout,
-  /// The bus is closed (being destroyed).
-  closed,
-  /// An argument other than a topic or pattern is invalid.
-  invalid_argument,
-};
-
-std::string to_string(errc x);
-
-/// Converts an errc to a caf::error (also used implicitly: `err ==
-/// errc::queue_full` works).
-caf::error make_error(errc x);
-
-/// Same, with a context text that `caf::actor_system::render` shows.
-caf::error make_error(errc x, std::string context);
-
-/// Registers the renderer for the `bus` error category on `cfg`, so that
-/// `sys.render(err)` prints "bus::queue_full(...)" instead of a number.
-void add_bus_types(caf::actor_system_config& cfg);
-
 // -- options ------------------------------------------------------------------
 
-/// What a subscription does when its queue is full.
-enum class overload_policy : std::uint8_t {
-  /// The publisher waits until there is room, for at most `block_timeout`;
-  /// then the event is dropped and `publish` returns `publish_timeout`. Do
-  /// not use it for subscriptions that actors publish to on a busy system:
-  /// a waiting publisher occupies a scheduler thread.
-  block,
-  /// The new event is dropped; `publish` still succeeds.
-  drop_newest,
-  /// The oldest queued event is dropped to make room; `publish` succeeds.
-  drop_oldest,
-  /// The new event is dropped and `publish` returns `queue_full`.
-  fail,
-};
-
-std::string to_string(overload_policy x);
+/// What a subscription does when its queue is full: the one overload
+/// vocabulary of actorbus, `runtime::overload_policy`. For a subscription,
+/// `block` makes the publisher wait for room up to `block_timeout`, then
+/// drops the event and `publish` returns `errc::publish_timeout` (do not use
+/// it for subscriptions that actors publish to on a busy system: a waiting
+/// publisher occupies a scheduler thread); `fail` drops the new event and
+/// `publish` returns `errc::queue_full`; `drop_newest` drops the new event
+/// and `drop_oldest` the oldest queued one, and `publish` succeeds. Every
+/// dropped event is a dead letter.
+using overload_policy = runtime::overload_policy;
 
 /// Per-subscription settings.
 struct subscription_options {
   /// Events that may wait for the subscriber (at least 1).
   std::size_t capacity = 1024;
-  overload_policy policy = overload_policy::block;
+  /// What a full queue does with a new event.
+  runtime::overload_policy policy = runtime::overload_policy::block;
   /// Longest wait of a publisher under `overload_policy::block`.
   caf::timespan block_timeout = std::chrono::seconds(1);
   /// Actor subscribers only: events sent but not yet handled (at least 1).
@@ -275,135 +239,6 @@ struct gather_result {
   }
 };
 
-// -- implementation details used by templates ---------------------------------
-
-namespace detail {
-
-/// One event as a courier hands it to a callback.
-struct delivery {
-  const std::string* topic;
-  const caf::actor_addr* publisher;
-  const caf::message* event;
-};
-
-/// Type-erased callback: returns the reply (empty for void callbacks),
-/// `errc::invalid_argument` for an event of the wrong type; may throw.
-using handler_fn = std::function<caf::expected<caf::message>(const delivery&)>;
-
-/// Where the replies to one `gather` go.
-class gather_sink {
-public:
-  virtual ~gather_sink();
-  /// A callback's reply.
-  virtual void offer(caf::message& reply) = 0;
-  /// A failure of one subscriber.
-  virtual void fail() = 0;
-  /// Asks an actor subscriber; calls `done` when it answered or failed.
-  virtual void ask(caf::event_based_actor* self, const caf::actor& target,
-                   caf::message query, std::function<void()> done) = 0;
-};
-
-template <class R>
-class typed_gather_sink
-    : public gather_sink,
-      public std::enable_shared_from_this<typed_gather_sink<R>> {
-public:
-  void offer(caf::message& reply) override {
-    std::unique_lock guard{mtx_};
-    if (reply.match_elements<R>())
-      result_.replies.emplace_back(std::move(reply.get_mutable_as<R>(0)));
-    else
-      ++result_.failed;
-    cv_.notify_all();
-  }
-
-  void fail() override {
-    std::unique_lock guard{mtx_};
-    ++result_.failed;
-    cv_.notify_all();
-  }
-
-  void ask(caf::event_based_actor* self, const caf::actor& target,
-           caf::message query, std::function<void()> done) override {
-    auto me = this->shared_from_this();
-    self->request(target, caf::infinite, std::move(query))
-        .then(
-            [me, done](R& x) {
-              {
-                std::unique_lock guard{me->mtx_};
-                me->result_.replies.emplace_back(std::move(x));
-                me->cv_.notify_all();
-              }
-              done();
-            },
-            [me, done](caf::error&) {
-              me->fail();
-              done();
-            });
-  }
-
-  void expect(std::size_t n) {
-    std::unique_lock guard{mtx_};
-    result_.asked = n;
-  }
-
-  /// Waits until every subscriber answered or the deadline passed.
-  gather_result<R> wait(std::chrono::steady_clock::time_point deadline) {
-    std::unique_lock guard{mtx_};
-    cv_.wait_until(guard, deadline, [this] {
-      return result_.replies.size() + result_.failed >= result_.asked;
-    });
-    gather_result<R> out;
-    out.asked = result_.asked;
-    out.failed = result_.failed;
-    out.replies = result_.replies;
-    return out;
-  }
-
-private:
-  std::mutex mtx_;
-  std::condition_variable cv_;
-  gather_result<R> result_;
-};
-
-template <class T, class F>
-handler_fn make_handler(F f) {
-  return [f = std::move(f)](
-             const delivery& d) mutable -> caf::expected<caf::message> {
-    const T* value;
-    if constexpr (std::is_same_v<T, caf::message>) {
-      value = d.event;
-    } else {
-      if (!d.event->template match_elements<T>())
-        return caf::error{static_cast<std::uint8_t>(errc::invalid_argument),
-                          caf::atom("bus")};
-      value = &d.event->template get_as<T>(0);
-    }
-    event<T> ev{*d.topic, *d.publisher, *value};
-    if constexpr (std::is_invocable_v<F&, const event<T>&>) {
-      using result = std::invoke_result_t<F&, const event<T>&>;
-      if constexpr (std::is_void_v<result>) {
-        f(ev);
-        return caf::message{};
-      } else {
-        return caf::make_message(f(ev));
-      }
-    } else {
-      static_assert(std::is_invocable_v<F&, const T&>,
-                    "a handler takes const event<T>& or const T&");
-      using result = std::invoke_result_t<F&, const T&>;
-      if constexpr (std::is_void_v<result>) {
-        f(*value);
-        return caf::message{};
-      } else {
-        return caf::make_message(f(*value));
-      }
-    }
-  };
-}
-
-} // namespace detail
-
 // -- subscription -------------------------------------------------------------
 
 /// A subscription handle; unsubscribes when destroyed (or on `cancel`).
@@ -458,10 +293,18 @@ private:
 
 // -- the bus ------------------------------------------------------------------
 
+/// Typed publish/subscribe on dot-separated topics, with one bounded queue
+/// and one courier actor per subscription (see the file comment).
 class event_bus {
 public:
-  /// Creates a bus whose couriers run on `sys`.
+  /// Creates a bus whose couriers run on `sys`. Destroy it before `sys`.
   explicit event_bus(caf::actor_system& sys, bus_config cfg = {});
+
+  /// Creates a bus whose couriers run on the runtime's system and are
+  /// tracked by it: the runtime's shutdown stops them and closes the bus,
+  /// which may then be destroyed after the runtime. On a runtime that is
+  /// shutting down already, the bus starts closed.
+  explicit event_bus(runtime::runtime& rt, bus_config cfg = {});
 
   /// Closes the bus (see `close`).
   ~event_bus();
@@ -475,20 +318,13 @@ public:
   /// other subscribers still receive it).
   template <class T>
   caf::error publish(std::string_view topic, T&& value,
-                     publish_options opts = {}) {
-    return publish_message(topic, caf::make_message(std::forward<T>(value)),
-                           caf::actor_addr{}, opts);
-  }
+                     publish_options opts = {});
 
   /// Publishes on behalf of the actor `self` (its address is the
   /// publisher). Call it from inside that actor's handlers.
   template <class T>
   caf::error publish(const caf::local_actor* self, std::string_view topic,
-                     T&& value, publish_options opts = {}) {
-    return publish_message(
-        topic, caf::make_message(std::forward<T>(value)),
-        self != nullptr ? self->address() : caf::actor_addr{}, opts);
-  }
+                     T&& value, publish_options opts = {});
 
   /// Untyped form of `publish`: the event is the message `event`.
   caf::error publish_message(std::string_view topic, caf::message event,
@@ -501,16 +337,11 @@ public:
   /// If `F` returns a value, that value is its reply to `gather`.
   template <class T, class F>
   caf::expected<subscription> subscribe(std::string_view pattern, F handler,
-                                        subscription_options opts) {
-    return subscribe_impl(pattern, detail::make_handler<T>(std::move(handler)),
-                          caf::actor{}, opts);
-  }
+                                        subscription_options opts);
 
   /// Same with the bus's default options.
   template <class T, class F>
-  caf::expected<subscription> subscribe(std::string_view pattern, F handler) {
-    return subscribe<T>(pattern, std::move(handler), defaults());
-  }
+  caf::expected<subscription> subscribe(std::string_view pattern, F handler);
 
   /// Subscribes the actor `who` (see the file comment for what it
   /// receives).
@@ -518,10 +349,9 @@ public:
                                         caf::actor who,
                                         subscription_options opts);
 
+  /// Same with the bus's default options.
   caf::expected<subscription> subscribe(std::string_view pattern,
-                                        caf::actor who) {
-    return subscribe(pattern, std::move(who), defaults());
-  }
+                                        caf::actor who);
 
   /// Scatter/gather: publishes `query` on `topic` to the subscriptions that
   /// match it now and collects their replies of type `R` until all answered
@@ -530,16 +360,7 @@ public:
   /// when nobody subscribed (the result then has `asked == 0`).
   template <class R, class Q>
   caf::expected<gather_result<R>> gather(std::string_view topic, Q&& query,
-                                         caf::timespan timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    auto sink = std::make_shared<detail::typed_gather_sink<R>>();
-    auto asked =
-        scatter(topic, caf::make_message(std::forward<Q>(query)), sink);
-    if (!asked)
-      return std::move(asked.error());
-    sink->expect(*asked);
-    return sink->wait(deadline);
-  }
+                                         caf::timespan timeout);
 
   /// Counters of `topic` (zeros for a topic never published to).
   topic_stats stats(std::string_view topic) const;
@@ -561,14 +382,19 @@ public:
   /// fails with `errc::closed`. Idempotent.
   void close();
 
+  /// The options of subscriptions that pass none.
   const subscription_options& defaults() const noexcept;
 
+  /// The actor system the couriers run on (for a bus made on a runtime:
+  /// while the runtime's system exists, i.e. until its shutdown).
   caf::actor_system& system() const noexcept;
 
 private:
+  using handler_fn =
+      std::function<caf::expected<caf::message>(const detail::delivery&)>;
+
   caf::expected<subscription> subscribe_impl(std::string_view pattern,
-                                             detail::handler_fn fn,
-                                             caf::actor who,
+                                             handler_fn fn, caf::actor who,
                                              subscription_options opts);
 
   caf::expected<std::size_t> scatter(std::string_view topic, caf::message query,
@@ -578,3 +404,5 @@ private:
 };
 
 } // namespace actorbus::bus
+
+#include "actorbus/bus/detail/event_bus.hpp"

@@ -13,7 +13,6 @@ struct publish_options;
 struct dead_letter;
 struct topic_stats;
 enum class errc : std::uint8_t;
-enum class overload_policy : std::uint8_t;
 enum class dead_letter_reason : std::uint8_t;
 
 template <class T>
