@@ -13,7 +13,8 @@ if [ -z "$cxx" ]; then
   exit 1
 fi
 exe="$out/ipc_frame_fuzz"
-srcs=("$root/ipc/fuzz/frame_fuzz.cpp" "$root/ipc/src/frame.cpp" "$root/ipc/src/error.cpp")
+srcs=("$root/ipc/fuzz/frame_fuzz.cpp" "$root/ipc/src/frame.cpp" "$root/ipc/src/error.cpp"
+      "$root/runtime/src/error.cpp")
 # Rebuild only when a source is newer than the binary.
 rebuild=0
 [ -x "$exe" ] || rebuild=1
@@ -24,6 +25,7 @@ if [ "$rebuild" = 1 ]; then
   echo "ipc fuzz: building $exe" >&2
   "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=undefined -I"$root/ipc/include" -I"$root/ipc/src" \
+    -I"$root/runtime/include" \
     "${srcs[@]}" -lcaf_core -o "$exe.tmp"
   mv "$exe.tmp" "$exe"
 fi
