@@ -339,11 +339,13 @@ caf::expected<channel> channel::create(const std::string& name,
   auto obj = unnamed_object::create(segment_size(cap));
   if (!obj)
     return std::move(obj.error());
-  channel_sizes sizes{
-      cap, opts.max_frame,
-      static_cast<uint64_t>(std::clamp<int64_t>(opts.liveness_interval.count(),
-                                                1, max_liveness_interval_ms)),
-      random_generation()};
+  channel_sizes sizes{cap, opts.max_frame,
+                      static_cast<uint64_t>(std::clamp<int64_t>(
+                          std::chrono::duration_cast<std::chrono::milliseconds>(
+                              opts.liveness_interval)
+                              .count(),
+                          1, max_liveness_interval_ms)),
+                      random_generation()};
   // The header is complete before the segment gets its name.
   auto* hdr = new (obj->mapping.data()) segment_header{};
   hdr->version = channel_version;

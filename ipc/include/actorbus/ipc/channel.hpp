@@ -23,6 +23,7 @@
 #include "actorbus/ipc/error.hpp"
 
 #include <caf/expected.hpp>
+#include <caf/timespan.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -41,7 +42,7 @@ struct channel_options {
   /// Largest frame either side may send or accept.
   size_t max_frame = size_t{64} << 10;
   /// How often a blocked call checks that the other process lives.
-  std::chrono::milliseconds liveness_interval{50};
+  caf::timespan liveness_interval = std::chrono::milliseconds(50);
 };
 
 /// One end of a shared-memory channel. Movable, not copyable.
