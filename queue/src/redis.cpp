@@ -3,8 +3,8 @@
 #include "redis.hpp"
 
 #include "actorbus/queue/embedded_redis.hpp"
-#include "actorbus/runtime/error.hpp"
 #include "actorbus/queue/error.hpp"
+#include "actorbus/runtime/error.hpp"
 
 #include "scripts.hpp"
 

@@ -1,4 +1,5 @@
 #include "actorbus/actors/basic_pool.hpp"
+
 #include "actorbus/actors/handler_pool.hpp"
 #include "actorbus/actors/worker_pool.hpp"
 #include "actorbus/runtime/error.hpp"

@@ -1,4 +1,5 @@
 #include "actorbus/actors/retry.hpp"
+
 #include "actorbus/runtime/error.hpp"
 
 #include "deterministic_fixture.hpp"

@@ -1,4 +1,5 @@
 #include "actorbus/actors/supervisor.hpp"
+
 #include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 

@@ -1,4 +1,5 @@
 #include "actorbus/bus/error.hpp"
+
 #include "actorbus/runtime/config.hpp"
 #include "actorbus/runtime/error.hpp"
 

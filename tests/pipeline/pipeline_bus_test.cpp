@@ -1,5 +1,6 @@
-#include "actorbus/bus/event_bus.hpp"
 #include "actorbus/pipeline/pipeline_bus.hpp"
+
+#include "actorbus/bus/event_bus.hpp"
 #include "actorbus/runtime/error.hpp"
 
 #include "pipeline_fixture.hpp"

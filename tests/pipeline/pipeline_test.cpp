@@ -1,4 +1,5 @@
 #include "actorbus/pipeline/pipeline.hpp"
+
 #include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/runtime.hpp"
 

@@ -1,4 +1,5 @@
 #include "actorbus/queue/embedded_redis.hpp"
+
 #include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/process.hpp"
 

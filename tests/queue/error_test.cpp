@@ -1,4 +1,5 @@
 #include "actorbus/queue/error.hpp"
+
 #include "actorbus/runtime/runtime.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,6 @@
-#include "actorbus/runtime/error.hpp"
 #include "actorbus/runtime/process.hpp"
+
+#include "actorbus/runtime/error.hpp"
 
 #include <caf/sec.hpp>
 

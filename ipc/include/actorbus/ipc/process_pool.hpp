@@ -119,8 +119,7 @@ public:
   /// `start_error()` before use.
   template <class F>
   explicit process_pool(F fn, process_pool_options opts = {})
-      : core_(detail::make_worker_fn<Arg, Result>(std::move(fn)),
-              std::move(opts)) {
+      : core_(detail::make_worker_fn<Arg, Result>(std::move(fn)), opts) {
     start_error_ = core_.start();
   }
 

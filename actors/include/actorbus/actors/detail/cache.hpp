@@ -218,7 +218,7 @@ caf::behavior cache_shard(caf::event_based_actor* self,
 
 template <class K, class V, class Hash>
 cache<K, V, Hash>::cache(caf::actor_system& sys, cache_config cfg)
-    : cache(sys, std::move(cfg), nullptr) {
+    : cache(sys, cfg, nullptr) {
   // nop
 }
 
@@ -235,7 +235,7 @@ inline caf::actor_system& cache_system(runtime::runtime& rt) {
 
 template <class K, class V, class Hash>
 cache<K, V, Hash>::cache(runtime::runtime& rt, cache_config cfg)
-    : cache(detail::cache_system(rt), std::move(cfg), &rt) {
+    : cache(detail::cache_system(rt), cfg, &rt) {
   // nop
 }
 
