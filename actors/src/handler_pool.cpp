@@ -28,6 +28,7 @@ namespace {
 
 // Sent by the actor clock to the pool when a blocked job's wait may be over.
 using overflow_check_atom = caf::atom_constant<caf::atom("abHpTick")>;
+constexpr overflow_check_atom overflow_check_v{};
 
 /// Sends `content` to `dest` as the reply `mid` from `from`.
 void reply_to(const caf::strong_actor_ptr& from, caf::strong_actor_ptr dest,
@@ -239,7 +240,7 @@ private:
       sys_.clock().schedule_message(
           *check_at, self_,
           caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
-                                    overflow_check_atom::value));
+                                    overflow_check_v));
     send_all(out);
   }
 

@@ -24,6 +24,7 @@ namespace detail {
 namespace {
 
 using nudge_atom = caf::atom_constant<caf::atom("abNudge")>;
+constexpr nudge_atom nudge_v{};
 
 wait_stripe stripes[64];
 
@@ -78,7 +79,7 @@ public:
       }
     }
     if (wake)
-      caf::anon_send(wake, nudge_atom::value);
+      caf::anon_send(wake, nudge_v);
     if (task) {
       // Closed or full: the overload policy decides.
       std::vector<item_ptr> one;
@@ -183,7 +184,7 @@ private:
 
   static void nudge(std::vector<caf::actor>& ws) {
     for (auto& w : ws)
-      caf::anon_send(w, nudge_atom::value);
+      caf::anon_send(w, nudge_v);
     ws.clear();
   }
 
@@ -237,7 +238,7 @@ private:
       if (auto core = weak.lock())
         core->worker_gone(addr);
     });
-    caf::anon_send(w, nudge_atom::value);
+    caf::anon_send(w, nudge_v);
   }
 
   /// Worker `who` ended: by itself (it left `workers_` then), by a crash

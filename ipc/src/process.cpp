@@ -22,7 +22,9 @@ namespace actorbus::ipc {
 namespace {
 
 using exited_atom = caf::atom_constant<caf::atom("abProcExit")>;
+constexpr exited_atom exited_v{};
 using kill_atom = caf::atom_constant<caf::atom("abProcKill")>;
+constexpr kill_atom kill_v{};
 
 // The ipc error for a failure of runtime::child_process, with its context.
 caf::error from_runtime(const caf::error& err) {
@@ -55,7 +57,7 @@ caf::behavior process_actor(caf::stateful_actor<process_state>* self,
   st.proc.on_exit([weak = caf::actor_cast<caf::weak_actor_ptr>(self)](
                       const runtime::exit_status& x) {
     if (auto strong = weak.lock())
-      caf::anon_send(caf::actor_cast<caf::actor>(strong), exited_atom::value,
+      caf::anon_send(caf::actor_cast<caf::actor>(strong), exited_v,
                      int32_t{x.code}, int32_t{x.signal});
   });
   self->set_exit_handler([self](caf::exit_msg& em) {
@@ -64,7 +66,7 @@ caf::behavior process_actor(caf::stateful_actor<process_state>* self,
       return;
     st.stop_reason = std::move(em.reason);
     st.proc.signal(SIGTERM);
-    self->delayed_send(self, st.kill_timeout, kill_atom::value);
+    self->delayed_send(self, st.kill_timeout, kill_v);
   });
   return {
       [self](exited_atom, int32_t code, int32_t signal) {

@@ -22,7 +22,9 @@ namespace {
 using namespace std::chrono_literals;
 
 using inbound_atom = caf::atom_constant<caf::atom("ipcIn")>;
+constexpr inbound_atom inbound_v{};
 using link_down_atom = caf::atom_constant<caf::atom("ipcDown")>;
+constexpr link_down_atom link_down_v{};
 
 constexpr auto send_timeout = std::chrono::seconds(5);
 
@@ -54,12 +56,12 @@ struct link : std::enable_shared_from_this<link> {
         if (!strong)
           return;
         if (err) {
-          caf::anon_send(strong, link_down_atom::value, std::move(err));
+          caf::anon_send(strong, link_down_v, std::move(err));
           return;
         }
         std::vector<char> frame(buf.size());
         std::memcpy(frame.data(), buf.data(), buf.size());
-        caf::anon_send(strong, inbound_atom::value, std::move(frame));
+        caf::anon_send(strong, inbound_v, std::move(frame));
       }
       (void)sys;
     }};
