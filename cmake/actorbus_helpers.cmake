@@ -1,9 +1,18 @@
 # Helpers shared by every module, test, sample and benchmark.
 
 # Warnings for our own code only; CAF and Boost come in as SYSTEM includes.
+# GCC 12's flow-sensitive warnings (-Wstringop-overflow, -Warray-bounds,
+# -Wrestrict) report false positives at -O3 inside the standard library and
+# CAF's serializer; with warnings as errors they stay warnings, so a
+# Release build in ./dev and CI is not stopped by them.
 function(actorbus_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic
                          $<$<BOOL:${ACTORBUS_WERROR}>:-Werror>)
+  if(ACTORBUS_WERROR AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU"
+     AND CMAKE_CXX_COMPILER_VERSION VERSION_GREATER_EQUAL 12)
+    target_compile_options(${target} PRIVATE -Wno-error=stringop-overflow
+                           -Wno-error=array-bounds -Wno-error=restrict)
+  endif()
 endfunction()
 
 # actorbus_add_module(<name> [SOURCES ...] [PUBLIC_DEPS ...] [PRIVATE_DEPS ...]
